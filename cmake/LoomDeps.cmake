@@ -1,0 +1,22 @@
+# Every dependency comes from a Debian 12 package (scripts/setup installs them).
+find_package(Threads REQUIRED)
+find_package(absl REQUIRED)
+find_package(GTest REQUIRED)
+find_package(gflags REQUIRED)
+find_package(nlohmann_json REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS system)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(LIBNL REQUIRED IMPORTED_TARGET libnl-3.0 libnl-route-3.0)
+pkg_check_modules(LIBBPF REQUIRED IMPORTED_TARGET libbpf)
+pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
+
+# Debian's gflags config names its target gflags or gflags_shared depending on the build.
+if(TARGET gflags::gflags)
+  set(LOOM_GFLAGS gflags::gflags)
+elseif(TARGET gflags_shared)
+  set(LOOM_GFLAGS gflags_shared)
+else()
+  set(LOOM_GFLAGS gflags)
+endif()

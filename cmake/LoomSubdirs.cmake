@@ -1,0 +1,10 @@
+# loom_add_subdirectories(): adds every direct subfolder that has a CMakeLists.txt.
+macro(loom_add_subdirectories)
+  file(GLOB _loom_subdirs LIST_DIRECTORIES true ${CMAKE_CURRENT_SOURCE_DIR}/*)
+  list(SORT _loom_subdirs)
+  foreach(_dir ${_loom_subdirs})
+    if(IS_DIRECTORY ${_dir} AND EXISTS ${_dir}/CMakeLists.txt)
+      add_subdirectory(${_dir})
+    endif()
+  endforeach()
+endmacro()
