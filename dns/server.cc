@@ -1,0 +1,570 @@
+#include "dns/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/container/flat_hash_map.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "dns/zone_answer.h"
+
+namespace loom::dns {
+namespace {
+
+constexpr int kBatch = 32;
+constexpr size_t kMaxQuery = 4096;
+constexpr size_t kMaxTcpMessage = 65535;
+
+absl::StatusOr<sockaddr_in> ParseListen(const std::string& listen) {
+  size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(StrCat("dns listen address \"", listen, "\": want ip:port"));
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  std::string ip = listen.substr(0, colon);
+  if (inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1) {
+    return absl::InvalidArgumentError(
+        StrCat("dns listen address \"", listen, "\": \"", ip, "\" is not an IPv4 address"));
+  }
+  char* end = nullptr;
+  long port = std::strtol(listen.c_str() + colon + 1, &end, 10);
+  if (end == listen.c_str() + colon + 1 || *end != '\0' || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(StrCat("dns listen address \"", listen, "\": bad port"));
+  }
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  return sa;
+}
+
+void WriteFormErr(const uint8_t* query, size_t size, uint8_t* out, size_t cap, size_t* len) {
+  // Only the header is trusted: echo the ID and opcode, no question.
+  Query q;
+  q.header.id = static_cast<uint16_t>((query[0] << 8) | query[1]);
+  q.header.flags = static_cast<uint16_t>((query[2] << 8) | query[3]);
+  (void)size;
+  MessageWriter w(out, cap);
+  WriteErrorResponse(q, false, Rcode::kFormErr, 0, &w);
+  *len = w.size();
+}
+
+// A response for the client's limit: over UDP, one that does not fit is cut to
+// the header and question with TC set, so the client retries over TCP.
+std::vector<uint8_t> FitForClient(std::vector<uint8_t> response, const Query& q, size_t capacity) {
+  if (response.size() <= capacity) return response;
+  std::vector<uint8_t> out(capacity);
+  MessageWriter w(out.data(), capacity);
+  BeginResponse(q, &w);
+  Header h = w.header();
+  uint16_t upstream_flags = static_cast<uint16_t>((response[2] << 8) | response[3]);
+  h.set_rcode(static_cast<Rcode>(upstream_flags & 0xF));
+  h.set_tc(true);
+  w.SetHeader(h);
+  EndResponse(q, static_cast<uint16_t>(capacity), &w);
+  out.resize(w.size());
+  return out;
+}
+
+std::vector<uint8_t> ErrorBytes(const Query& q, Rcode rcode, uint16_t udp_size) {
+  std::vector<uint8_t> out(512);
+  MessageWriter w(out.data(), out.size());
+  WriteErrorResponse(q, true, rcode, udp_size, &w);
+  out.resize(w.size());
+  return out;
+}
+
+}  // namespace
+
+// ---- ZoneHolder ---------------------------------------------------------------
+
+void ZoneHolder::Set(std::shared_ptr<const ClusterZone> zone) {
+  std::lock_guard<std::mutex> lock(mu_);
+  zone_ = std::move(zone);
+  version_.fetch_add(1, std::memory_order_release);
+}
+
+std::shared_ptr<const ClusterZone> ZoneHolder::Get() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return zone_;
+}
+
+// ---- Workers ------------------------------------------------------------------
+
+struct DnsServer::Worker {
+  int fd = -1;
+  std::thread thread;
+  ZoneCache zone;
+  uint8_t in[kBatch][kMaxQuery];
+  uint8_t out[kBatch][kMaxQuery];
+  sockaddr_in addr[kBatch];
+  mmsghdr in_msgs[kBatch];
+  iovec in_iov[kBatch];
+  mmsghdr out_msgs[kBatch];
+  iovec out_iov[kBatch];
+
+  ~Worker() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+// The TCP side: one epoll loop for every connection.
+class DnsServer::TcpLoop {
+ public:
+  TcpLoop(DnsServer* server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
+  ~TcpLoop() {
+    Stop();
+    for (auto& [id, c] : conns_) close(c.fd);
+    if (listen_fd_ >= 0) close(listen_fd_);
+    if (epoll_fd_ >= 0) close(epoll_fd_);
+    if (wake_fd_ >= 0) close(wake_fd_);
+  }
+
+  absl::Status Start() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd_ < 0 || wake_fd_ < 0) return ErrnoToStatus(errno, "dns tcp: epoll");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenId;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.u64 = kWakeId;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    thread_ = std::thread([this] { Loop(); });
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    if (!thread_.joinable()) return;
+    stop_.store(true);
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+    thread_.join();
+  }
+
+  // From any thread: a response that completes later.
+  void Deliver(uint64_t conn_id, std::vector<uint8_t> response) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.emplace_back(conn_id, std::move(response));
+    }
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+  }
+
+ private:
+  static constexpr uint64_t kListenId = 0;
+  static constexpr uint64_t kWakeId = 1;
+
+  struct Conn {
+    int fd = -1;
+    std::vector<uint8_t> in;
+    std::vector<uint8_t> out;
+    size_t out_sent = 0;
+    absl::Time last_active;
+    bool want_write = false;
+  };
+
+  void Loop() {
+    epoll_event events[64];
+    std::vector<uint8_t> answer(kMaxTcpMessage);
+    absl::Time last_sweep = absl::Now();
+    while (!stop_.load()) {
+      int n = epoll_wait(epoll_fd_, events, 64, 500);
+      for (int i = 0; i < n; ++i) {
+        uint64_t id = events[i].data.u64;
+        if (id == kListenId) {
+          Accept();
+        } else if (id == kWakeId) {
+          uint64_t v;
+          (void)!read(wake_fd_, &v, sizeof v);
+          DrainPending();
+        } else {
+          auto it = conns_.find(id);
+          if (it == conns_.end()) continue;
+          bool alive = true;
+          if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) alive = Read(id, it->second, answer);
+          if (alive && (events[i].events & EPOLLOUT)) alive = Flush(id, it->second);
+          if (!alive) CloseConn(id);
+        }
+      }
+      absl::Time now = absl::Now();
+      if (now - last_sweep > absl::Seconds(1)) {
+        last_sweep = now;
+        std::vector<uint64_t> idle;
+        for (auto& [id, c] : conns_) {
+          if (now - c.last_active > server_->options_.tcp_idle_timeout) idle.push_back(id);
+        }
+        for (uint64_t id : idle) CloseConn(id);
+      }
+    }
+  }
+
+  void Accept() {
+    while (true) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;
+      if (static_cast<int>(conns_.size()) >= server_->options_.max_tcp_connections) {
+        close(fd);
+        continue;
+      }
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      uint64_t id = next_id_++;
+      Conn& c = conns_[id];
+      c.fd = fd;
+      c.last_active = absl::Now();
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = id;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+    }
+  }
+
+  bool Read(uint64_t id, Conn& c, std::vector<uint8_t>& answer) {
+    uint8_t buf[16384];
+    while (true) {
+      ssize_t r = read(c.fd, buf, sizeof buf);
+      if (r > 0) {
+        c.in.insert(c.in.end(), buf, buf + r);
+        c.last_active = absl::Now();
+        if (c.in.size() > 4 * kMaxTcpMessage) return false;  // a client that never reads
+        continue;
+      }
+      if (r == 0) return false;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return false;
+    }
+    size_t pos = 0;
+    while (c.in.size() - pos >= 2) {
+      size_t len = (size_t{c.in[pos]} << 8) | c.in[pos + 1];
+      if (len < kHeaderSize) return false;
+      if (c.in.size() - pos - 2 < len) break;
+      const uint8_t* q = c.in.data() + pos + 2;
+      server_->stats_.queries_tcp.fetch_add(1, std::memory_order_relaxed);
+      int out = server_->Handle(
+          q, len, answer.data(), answer.size(), /*tcp=*/true, &zone_,
+          [this, id](std::vector<uint8_t> response) { Deliver(id, std::move(response)); });
+      if (out > 0) Append(c, answer.data(), static_cast<size_t>(out));
+      pos += 2 + len;
+    }
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<long>(pos));
+    return Flush(id, c);
+  }
+
+  void Append(Conn& c, const uint8_t* data, size_t len) {
+    c.out.push_back(static_cast<uint8_t>(len >> 8));
+    c.out.push_back(static_cast<uint8_t>(len));
+    c.out.insert(c.out.end(), data, data + len);
+  }
+
+  bool Flush(uint64_t id, Conn& c) {
+    while (c.out_sent < c.out.size()) {
+      ssize_t w = send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+      if (w > 0) {
+        c.out_sent += static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return false;
+    }
+    if (c.out_sent == c.out.size()) {
+      c.out.clear();
+      c.out_sent = 0;
+    }
+    bool want = !c.out.empty();
+    if (want != c.want_write) {
+      c.want_write = want;
+      epoll_event ev{};
+      ev.events = want ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+      ev.data.u64 = id;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+    }
+    return true;
+  }
+
+  void DrainPending() {
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending.swap(pending_);
+    }
+    for (auto& [id, bytes] : pending) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) continue;  // the client went away meanwhile
+      Append(it->second, bytes.data(), bytes.size());
+      if (!Flush(id, it->second)) CloseConn(id);
+    }
+  }
+
+  void CloseConn(uint64_t id) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+    close(it->second.fd);
+    conns_.erase(it);
+  }
+
+  DnsServer* server_;
+  int listen_fd_;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  uint64_t next_id_ = 2;
+  absl::flat_hash_map<uint64_t, Conn> conns_;
+  ZoneCache zone_;
+  std::mutex mu_;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> pending_;
+};
+
+// ---- DnsServer ----------------------------------------------------------------
+
+DnsServer::DnsServer(ServerOptions options, const ZoneHolder* zones, Upstream* upstream)
+    : options_(std::move(options)), zones_(zones), upstream_(upstream) {}
+
+DnsServer::~DnsServer() { Stop(); }
+
+absl::Status DnsServer::Start() {
+  ASSIGN_OR_RETURN(sockaddr_in addr, ParseListen(options_.listen));
+  int workers = std::max(1, options_.udp_workers);
+  auto fail = [&](int err, std::string_view what) {
+    absl::Status st = ErrnoToStatus(err, StrCat("dns ", what, " ", options_.listen));
+    workers_.clear();
+    tcp_.reset();
+    return st;
+  };
+  for (int i = 0; i < workers; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (w->fd < 0) return fail(errno, "udp socket");
+    int one = 1;
+    setsockopt(w->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    timeval tv{0, 200 * 1000};  // wake up to notice Stop()
+    setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (bind(w->fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      return fail(errno, "udp listen");
+    }
+    if (i == 0) {
+      socklen_t len = sizeof addr;
+      getsockname(w->fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    }
+    workers_.push_back(std::move(w));
+  }
+  port_ = ntohs(addr.sin_port);
+
+  int tfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (tfd < 0) return fail(errno, "tcp socket");
+  int one = 1;
+  setsockopt(tfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(tfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(tfd, 512) != 0) {
+    int err = errno;
+    close(tfd);
+    return fail(err, "tcp listen");
+  }
+  tcp_ = std::make_unique<TcpLoop>(this, tfd);
+  RETURN_IF_ERROR(tcp_->Start());
+  for (auto& w : workers_) {
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { UdpLoop(raw); });
+  }
+  LOG_INFO("dns server listening", {"addr", options_.listen}, {"port", port_},
+           {"udp_workers", workers});
+  return absl::OkStatus();
+}
+
+void DnsServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  if (tcp_) tcp_->Stop();
+  tcp_.reset();
+  workers_.clear();
+}
+
+void DnsServer::UdpLoop(Worker* w) {
+  for (int i = 0; i < kBatch; ++i) {
+    w->in_iov[i] = {w->in[i], kMaxQuery};
+    std::memset(&w->in_msgs[i], 0, sizeof(mmsghdr));
+    w->in_msgs[i].msg_hdr.msg_iov = &w->in_iov[i];
+    w->in_msgs[i].msg_hdr.msg_iovlen = 1;
+    w->in_msgs[i].msg_hdr.msg_name = &w->addr[i];
+  }
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < kBatch; ++i) {
+      w->in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      w->in_msgs[i].msg_hdr.msg_flags = 0;
+    }
+    int n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
+    if (n <= 0) continue;  // timeout (to check stopping_) or EINTR
+    int out_count = 0;
+    for (int i = 0; i < n; ++i) {
+      stats_.queries_udp.fetch_add(1, std::memory_order_relaxed);
+      if (w->in_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      int fd = w->fd;
+      sockaddr_in client = w->addr[i];
+      int len = Handle(w->in[i], w->in_msgs[i].msg_len, w->out[i], kMaxQuery, /*tcp=*/false,
+                       &w->zone, [fd, client](std::vector<uint8_t> response) {
+                         sendto(fd, response.data(), response.size(), 0,
+                                reinterpret_cast<const sockaddr*>(&client), sizeof client);
+                       });
+      if (len <= 0) continue;
+      w->out_iov[out_count] = {w->out[i], static_cast<size_t>(len)};
+      std::memset(&w->out_msgs[out_count], 0, sizeof(mmsghdr));
+      w->out_msgs[out_count].msg_hdr.msg_iov = &w->out_iov[out_count];
+      w->out_msgs[out_count].msg_hdr.msg_iovlen = 1;
+      w->out_msgs[out_count].msg_hdr.msg_name = &w->addr[i];
+      w->out_msgs[out_count].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+      ++out_count;
+    }
+    int sent = 0;
+    while (sent < out_count) {
+      int r = sendmmsg(w->fd, w->out_msgs + sent, static_cast<unsigned>(out_count - sent), 0);
+      if (r <= 0) break;
+      sent += r;
+    }
+  }
+}
+
+int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
+                      bool tcp, ZoneCache* zone,
+                      std::function<void(std::vector<uint8_t>)> async) {
+  Query q;
+  DecodeError err;
+  if (!DecodeQuery(data, size, &q, &err)) {
+    if (err.kind == DecodeError::Kind::kDrop) {
+      stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+      return 0;
+    }
+    size_t len = 0;
+    WriteFormErr(data, size, out, std::min<size_t>(out_capacity, 512), &len);
+    stats_.rcode[static_cast<int>(Rcode::kFormErr)].fetch_add(1, std::memory_order_relaxed);
+    return static_cast<int>(len);
+  }
+  uint16_t client_udp = q.edns ? std::max<uint16_t>(q.edns->udp_size, kMinUdpSize) : kMinUdpSize;
+  size_t capacity = tcp ? std::min(out_capacity, kMaxTcpMessage)
+                        : std::min<size_t>({out_capacity, client_udp, options_.max_udp_size});
+  if (!tcp && capacity < kMinUdpSize) capacity = kMinUdpSize;
+  uint16_t reply_udp = options_.max_udp_size;
+  MessageWriter w(out, capacity);
+  auto finish = [&](Rcode rcode) {
+    stats_.rcode[static_cast<int>(rcode)].fetch_add(1, std::memory_order_relaxed);
+    return static_cast<int>(w.size());
+  };
+
+  if (q.edns && q.edns->version > 0) {
+    // BADVERS (16): the upper bits of the rcode go in the OPT record.
+    BeginResponse(q, &w);
+    w.set_capacity(w.size() + 11);
+    w.AddOpt(reply_udp, /*extended_rcode=*/1);
+    return finish(Rcode::kNoError);
+  }
+  Rcode refuse = Rcode::kNoError;
+  if (q.header.opcode() != kOpcodeQuery) {
+    refuse = Rcode::kNotImp;
+  } else if (q.question.qclass != kClassIn && q.question.qclass != kClassAny) {
+    refuse = Rcode::kRefused;
+  } else if (q.question.qtype == type::kAxfr || q.question.qtype == type::kIxfr) {
+    refuse = Rcode::kRefused;
+  }
+  if (refuse != Rcode::kNoError) {
+    WriteErrorResponse(q, true, refuse, reply_udp, &w);
+    return finish(refuse);
+  }
+
+  // The current zone, re-read only when a new snapshot was published.
+  uint64_t version = zones_->version();
+  if (zone->version != version) {
+    zone->zone = zones_->Get();
+    zone->version = version;
+  }
+  if (!zone->zone) {
+    WriteErrorResponse(q, true, Rcode::kServFail, reply_udp, &w);
+    return finish(Rcode::kServFail);
+  }
+
+  BeginResponse(q, &w);
+  ZoneAnswer a = AnswerFromZone(*zone->zone, q, &w);
+  if (a.outcome == ZoneOutcome::kAnswered) {
+    if (a.truncated) stats_.truncated.fetch_add(1, std::memory_order_relaxed);
+    EndResponse(q, reply_udp, &w);
+    return finish(a.rcode);
+  }
+  if (upstream_ == nullptr) {
+    w = MessageWriter(out, capacity);
+    WriteErrorResponse(q, true, Rcode::kRefused, reply_udp, &w);
+    return finish(Rcode::kRefused);
+  }
+  stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
+  size_t client_capacity = capacity;
+  if (a.outcome == ZoneOutcome::kNotAuthoritative) {
+    std::vector<uint8_t> query(data, data + size);
+    upstream_->Resolve(std::move(query), [this, q, client_capacity, reply_udp,
+                                          async](absl::StatusOr<std::vector<uint8_t>> r) {
+      if (!r.ok() || r->size() < kHeaderSize) {
+        stats_.rcode[static_cast<int>(Rcode::kServFail)].fetch_add(1, std::memory_order_relaxed);
+        async(ErrorBytes(q, Rcode::kServFail, reply_udp));
+        return;
+      }
+      (*r)[0] = static_cast<uint8_t>(q.header.id >> 8);
+      (*r)[1] = static_cast<uint8_t>(q.header.id);
+      stats_.rcode[(*r)[3] & 0xF].fetch_add(1, std::memory_order_relaxed);
+      async(FitForClient(*std::move(r), q, client_capacity));
+    });
+    return -1;
+  }
+  // An ExternalName CNAME to a name outside: resolve the target upstream and
+  // append its records after the CNAME.
+  std::vector<uint8_t> sub(512);
+  MessageWriter sw(sub.data(), sub.size());
+  Header sh;
+  sh.id = q.header.id;
+  sh.set_rd(true);
+  sw.SetHeader(sh);
+  sw.AddQuestion(a.external_target, q.question.qtype, kClassIn);
+  sub.resize(sw.size());
+  std::shared_ptr<const ClusterZone> snapshot = zone->zone;
+  upstream_->Resolve(std::move(sub), [this, q, snapshot, client_capacity, reply_udp,
+                                      async](absl::StatusOr<std::vector<uint8_t>> r) {
+    std::vector<uint8_t> out(client_capacity);
+    MessageWriter w(out.data(), out.size());
+    BeginResponse(q, &w);
+    AnswerFromZone(*snapshot, q, &w);
+    Rcode rcode = Rcode::kServFail;
+    if (r.ok()) {
+      auto m = DecodeMessage(r->data(), r->size());
+      if (m.ok()) {
+        rcode = m->header.rcode();
+        for (const ResourceRecord& rr : m->answers) {
+          if (!w.AddRecord(Section::kAnswer, rr)) {
+            w.set_tc(true);
+            break;
+          }
+        }
+      }
+    }
+    w.set_rcode(rcode);
+    EndResponse(q, reply_udp, &w);
+    out.resize(w.size());
+    stats_.rcode[static_cast<int>(rcode)].fetch_add(1, std::memory_order_relaxed);
+    async(std::move(out));
+  });
+  return -1;
+}
+
+}  // namespace loom::dns

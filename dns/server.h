@@ -1,0 +1,92 @@
+// The DNS server: UDP workers on SO_REUSEPORT sockets (one thread each, batched
+// with recvmmsg/sendmmsg) and one TCP thread (epoll; length-prefixed, pipelined
+// queries). Cluster names are answered from the current zone snapshot without
+// allocating or locking; other names go to the Upstream, asynchronously.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "dns/cluster_zone.h"
+#include "dns/upstream.h"
+
+namespace loom::dns {
+
+struct ServerOptions {
+  std::string listen = "169.254.20.10:53";  // ip:port; port 0 picks a free one
+  int udp_workers = 1;
+  uint16_t max_udp_size = 1232;  // answers above this (or the client's EDNS size) set TC
+  absl::Duration tcp_idle_timeout = absl::Seconds(10);
+  int max_tcp_connections = 1024;
+};
+
+struct ServerStats {
+  std::atomic<uint64_t> queries_udp{0};
+  std::atomic<uint64_t> queries_tcp{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> forwarded{0};
+  std::atomic<uint64_t> truncated{0};
+  std::atomic<uint64_t> rcode[16] = {};
+};
+
+// Holds the current zone snapshot; Set() from the store watch, read by workers.
+class ZoneHolder {
+ public:
+  void Set(std::shared_ptr<const ClusterZone> zone);
+  // The snapshot now; cheap when nothing changed since `cached` was taken.
+  std::shared_ptr<const ClusterZone> Get() const;
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const ClusterZone> zone_;
+  std::atomic<uint64_t> version_{0};
+};
+
+// A reader's cached snapshot: refreshed only when the holder's version moved.
+struct ZoneCache {
+  std::shared_ptr<const ClusterZone> zone;
+  uint64_t version = ~uint64_t{0};
+};
+
+class DnsServer {
+ public:
+  // `upstream` may be null: names outside the zone are then REFUSED.
+  DnsServer(ServerOptions options, const ZoneHolder* zones, Upstream* upstream);
+  ~DnsServer();
+
+  absl::Status Start();
+  void Stop();
+  // The bound port (useful with port 0).
+  uint16_t port() const { return port_; }
+  const ServerStats& stats() const { return stats_; }
+
+ private:
+  struct Worker;
+  class TcpLoop;
+
+  // Answers one query. Returns the response length written into `out`, 0 when
+  // the packet is dropped, or -1 when the answer will come later via `async`.
+  int Handle(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
+             ZoneCache* zone, std::function<void(std::vector<uint8_t>)> async);
+  void UdpLoop(Worker* worker);
+
+  ServerOptions options_;
+  const ZoneHolder* zones_;
+  Upstream* upstream_;
+  ServerStats stats_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<TcpLoop> tcp_;
+};
+
+}  // namespace loom::dns
