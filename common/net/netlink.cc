@@ -686,7 +686,9 @@ absl::StatusOr<std::vector<Route>> Netlink::ListRoutes(uint32_t table) {
 // --- Neighbours and FDB ------------------------------------------------------
 
 absl::Status Netlink::ChangeNeighbour(const Neighbour& n, Op op, std::string_view verb) {
-  std::string what = StrCat(verb, " neighbour ", n.ToString());
+  std::string what = op == Op::kDelete
+                         ? StrCat(verb, " neighbour ", n.ip.ToString(), " dev ", n.link.ToString())
+                         : StrCat(verb, " neighbour ", n.ToString());
   ASSIGN_OR_RETURN(int index, state_->Index(n.link, what));
   NeighPtr neigh(rtnl_neigh_alloc());
   AddrPtr dst = ToNlAddr(n.ip);

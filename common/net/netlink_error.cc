@@ -47,6 +47,8 @@ absl::Status NetlinkErrorToStatus(int nle_code, std::string_view context, int ke
     case NLE_NOMEM:
       return absl::ResourceExhaustedError(message);
     case NLE_BAD_SOCK:
+      // From the kernel, EBADF names a bad fd in the request (a netns fd), not our socket.
+      if (kernel_errno != 0) return absl::InvalidArgumentError(message);
       return absl::FailedPreconditionError(message);
     default:
       if (kernel_errno != 0) {

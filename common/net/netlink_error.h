@@ -15,7 +15,8 @@ namespace loom::net {
 // NLE_PERM, NLE_NOACCESS -> PermissionDenied; NLE_INVAL, NLE_RANGE, NLE_MISSING_ATTR,
 // NLE_ATTRSIZE, NLE_MSGSIZE -> InvalidArgument; NLE_OPNOTSUPP, NLE_AF_NOSUPPORT,
 // NLE_MSGTYPE_NOSUPPORT -> Unimplemented; NLE_BUSY, NLE_AGAIN, NLE_INTR, NLE_DUMP_INTR ->
-// Unavailable; NLE_NOMEM -> ResourceExhausted; NLE_BAD_SOCK -> FailedPrecondition;
+// Unavailable; NLE_NOMEM -> ResourceExhausted; NLE_BAD_SOCK -> FailedPrecondition (from
+// libnl) or InvalidArgument (EBADF from the kernel: a bad fd in the request);
 // anything else (libnl's NLE_FAILURE covers many errnos) -> by the kernel errno as
 // loom::ErrnoToStatus maps it, else Internal.
 absl::Status NetlinkErrorToStatus(int nle_code, std::string_view context, int kernel_errno = 0,

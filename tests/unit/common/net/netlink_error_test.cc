@@ -69,6 +69,11 @@ TEST(NetlinkErrorTest, MapsCodes) {
   }
 }
 
+TEST(NetlinkErrorTest, BadFdFromTheKernelIsAnArgumentError) {
+  EXPECT_THAT(NetlinkErrorToStatus(-NLE_BAD_SOCK, "move link x to netns fd 99", EBADF),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Bad file descriptor")));
+}
+
 TEST(NetlinkErrorTest, GenericFailureUsesKernelErrno) {
   // libnl folds errnos it has no code for (ENETUNREACH...) into NLE_FAILURE.
   EXPECT_THAT(NetlinkErrorToStatus(-NLE_FAILURE, "add route", ENETUNREACH),

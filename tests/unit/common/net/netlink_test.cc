@@ -114,6 +114,7 @@ TEST_F(NetlinkTest, VethPairAcrossNamespaces) {
   EXPECT_THAT(d.mac, Optional(Eq(Mac("02:00:00:00:00:0d"))));
   ASSERT_OK(nl_->MoveToNetns("veth-d", other.fd().get()));
   EXPECT_THAT(nl_->GetLink("veth-d"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(nl_->MoveToNetns("veth-c", 9999), StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK_AND_ASSIGN(LinkInfo moved, other_nl.GetLink("veth-d"));
   EXPECT_EQ(moved.mtu, 1400u);
 
@@ -335,7 +336,13 @@ TEST_F(NetlinkTest, Routes) {
   unreachable.dst = Net("10.244.4.0/24");
   unreachable.gateway = Ip("10.9.9.9");
   unreachable.oif = LinkRef("loom.1");
-  EXPECT_THAT(nl_->AddRoute(unreachable), Not(IsOk()));
+  EXPECT_THAT(nl_->AddRoute(unreachable),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("add route 10.244.4.0/24 via 10.9.9.9 dev loom.1: ")));
+  Route host_bits;
+  host_bits.dst = Net("10.244.4.1/24");
+  host_bits.oif = LinkRef("loom.1");
+  EXPECT_THAT(nl_->AddRoute(host_bits), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(NetlinkTest, Neighbours) {
@@ -360,7 +367,8 @@ TEST_F(NetlinkTest, Neighbours) {
   EXPECT_EQ(list[0].mac, changed.mac);
 
   ASSERT_OK(nl_->DeleteNeighbour(n));
-  EXPECT_THAT(nl_->DeleteNeighbour(n), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(nl_->DeleteNeighbour(n),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("delete neighbour 10.244.2.0 dev loom.1")));
   ASSERT_OK_AND_ASSIGN(list, nl_->ListNeighbours("loom.1"));
   EXPECT_THAT(list, IsEmpty());
   EXPECT_THAT(nl_->AddNeighbour({n.ip, n.mac, LinkRef("nosuch0")}),
