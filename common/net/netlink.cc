@@ -115,6 +115,7 @@ LinkInfo ToLinkInfo(rtnl_link* link) {
   info.up = (flags & IFF_UP) != 0;
   info.running = (flags & IFF_RUNNING) != 0;
   info.master_index = rtnl_link_get_master(link);
+  info.link_index = rtnl_link_get_link(link);
   if (rtnl_link_is_vxlan(link)) {
     VxlanInfo vx;
     uint32_t value = 0;

@@ -84,6 +84,7 @@ struct LinkInfo {
   bool up = false;                // administratively up (IFF_UP)
   bool running = false;           // IFF_RUNNING: up with carrier
   int master_index = 0;           // the bridge it is a port of; 0 for none
+  int link_index = 0;             // IFLA_LINK: a veth's peer (maybe in another namespace)
   std::optional<VxlanInfo> vxlan;  // for kind == "vxlan"
 };
 

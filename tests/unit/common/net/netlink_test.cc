@@ -111,6 +111,8 @@ TEST_F(NetlinkTest, VethPairAcrossNamespaces) {
   EXPECT_EQ(c.mtu, 1400u);
   EXPECT_THAT(c.mac, Optional(Eq(Mac("02:00:00:00:00:0c"))));
   ASSERT_OK_AND_ASSIGN(LinkInfo d, nl_->GetLink("veth-d"));
+  EXPECT_EQ(c.link_index, d.index);
+  EXPECT_EQ(d.link_index, c.index);
   EXPECT_THAT(d.mac, Optional(Eq(Mac("02:00:00:00:00:0d"))));
   ASSERT_OK(nl_->MoveToNetns("veth-d", other.fd().get()));
   EXPECT_THAT(nl_->GetLink("veth-d"), StatusIs(absl::StatusCode::kNotFound));
@@ -162,7 +164,9 @@ TEST_F(NetlinkTest, LinkAttributes) {
 
 TEST_F(NetlinkTest, DummyLink) {
   absl::Status status = nl_->CreateDummy("dummy1");
-  LOOM_REQUIRE(!absl::IsUnimplemented(status), "the kernel's dummy driver");
+  // Some kernels are built without CONFIG_DUMMY; Loom itself does not need it, so this
+  // skips even under CI.
+  if (absl::IsUnimplemented(status)) GTEST_SKIP() << "kernel without the dummy driver: " << status;
   ASSERT_OK(status);
   ASSERT_OK_AND_ASSIGN(LinkInfo info, nl_->GetLink("dummy1"));
   EXPECT_EQ(info.kind, "dummy");
