@@ -551,6 +551,7 @@ bool MessageWriter::PutBytes(const void* data, size_t n) {
 bool MessageWriter::SuffixMatchesAt(const uint8_t* suffix, size_t offset) const {
   size_t p = offset;
   for (int hops = 0; hops < 64;) {
+    if (p >= pos_) return false;
     uint8_t len = buf_[p];
     if ((len & 0xC0) == 0xC0) {
       p = ((len & 0x3F) << 8) | buf_[p + 1];
@@ -578,18 +579,29 @@ int MessageWriter::FindSuffix(const uint8_t* suffix) const {
 bool MessageWriter::PutName(const Name& name, bool compress) {
   const uint8_t* w = name.wire();
   size_t p = 0;
+  // Offsets of the labels written here join the table only once the whole name
+  // is in the buffer, so a match never reads bytes not yet written.
+  uint16_t fresh[kMaxNameWire / 2];
+  size_t n_fresh = 0;
+  bool ok = true;
   while (w[p] != 0) {
     if (compress) {
       int at = FindSuffix(w + p);
-      if (at >= 0) return PutU16(static_cast<uint16_t>(0xC000 | at));
-      if (pos_ < 0x3FFF && n_compress_ < kMaxCompress) {
-        compress_[n_compress_++] = static_cast<uint16_t>(pos_);
+      if (at >= 0) {
+        ok = PutU16(static_cast<uint16_t>(0xC000 | at));
+        break;
       }
+      if (pos_ < 0x3FFF) fresh[n_fresh++] = static_cast<uint16_t>(pos_);
     }
     if (!PutBytes(w + p, 1 + w[p])) return false;
     p += 1 + w[p];
   }
-  return PutU8(0);
+  if (w[p] == 0) ok = PutU8(0);
+  if (!ok) return false;
+  for (size_t i = 0; i < n_fresh && n_compress_ < kMaxCompress; ++i) {
+    compress_[n_compress_++] = fresh[i];
+  }
+  return true;
 }
 
 bool MessageWriter::Order(Section section) {

@@ -296,6 +296,23 @@ TEST(DecodeMessage, RejectsRdataLengthMismatch) {
   EXPECT_FALSE(DecodeMessage(buf, size + 1).ok());
 }
 
+// Found by the fuzzer: a name whose suffix repeats its own first label
+// ("\000.\000.") must not be compressed against bytes not yet written.
+TEST(MessageWriter, NeverCompressesAgainstItself) {
+  uint8_t buf[512];
+  MessageWriter w(buf, sizeof buf);
+  const uint8_t wire[] = {1, 0, 1, 0, 0};
+  Name odd;
+  ASSERT_TRUE(Name::FromWire(wire, sizeof wire, &odd));
+  ASSERT_TRUE(w.AddQuestion(Name(), 1, 1));
+  ASSERT_TRUE(w.AddQuestion(odd, 2, 1));
+  ASSERT_TRUE(w.AddQuestion(odd, 3, 1));
+  ASSERT_OK_AND_ASSIGN(Message m, DecodeMessage(buf, w.size()));
+  ASSERT_EQ(m.questions.size(), 3u);
+  EXPECT_TRUE(m.questions[1].name.Equals(odd));
+  EXPECT_TRUE(m.questions[2].name.Equals(odd));
+}
+
 // Bounded mutation fuzzing of a valid message: the decoders must never crash,
 // hang or read out of bounds (run under ASan in the Debug build).
 TEST(Decoders, SurviveRandomMutations) {
