@@ -185,7 +185,8 @@ class EtcdClient {
   absl::StatusOr<Json> Call(std::string_view path, const Json& body, bool idempotent) {
     const std::string payload = body.dump();
     absl::Status last;
-    for (int attempt = 0; attempt < 3; ++attempt) {
+    size_t fresh_failures = 0;
+    for (int attempt = 0; attempt < 8; ++attempt) {
       bool reused = false;
       std::unique_ptr<Connection> c = TakeIdle();
       if (c != nullptr) {
@@ -209,10 +210,13 @@ class EtcdClient {
         return j;
       }
       last = s;
-      // A kept-alive connection the server has since closed fails before it is
-      // served: safe to resend. Otherwise only idempotent calls are repeated.
-      if (!(reused || idempotent || !sent)) break;
-      if (!reused) MarkFailed(c->endpoint);
+      // A kept-alive connection the server has since closed fails before the
+      // request is served: safe to resend on a fresh one.
+      if (reused) continue;
+      // A request that may have been applied is not repeated unless idempotent.
+      if (sent && !idempotent) break;
+      MarkFailed(c->endpoint);
+      if (++fresh_failures >= endpoints_.size()) break;
     }
     return last;
   }
