@@ -51,20 +51,24 @@ std::optional<Name> Parent(const Name& n) {
   return parent;
 }
 
+std::string Key(const Name& n) {
+  Name lower = n.Lowered();
+  return std::string(reinterpret_cast<const char*>(lower.wire()), lower.wire_size());
+}
+
 }  // namespace
 
 ZoneEntry& ClusterZone::At(const Name& name) {
-  Name key = name.Lowered();
-  auto [it, inserted] = names_.try_emplace(key);
+  auto [it, inserted] = names_.try_emplace(Key(name));
   if (inserted) {
     // Every ancestor inside the zone exists too (empty non-terminals).
-    const Name& apex = key.IsSubdomainOf(origin_) ? origin_ : reverse_origin_;
-    std::optional<Name> up = Parent(key);
+    const Name& apex = name.IsSubdomainOf(origin_) ? origin_ : reverse_origin_;
+    std::optional<Name> up = Parent(name);
     while (up && up->IsSubdomainOf(apex)) {
-      if (!names_.try_emplace(*up).second) break;
+      if (!names_.try_emplace(Key(*up)).second) break;
       up = Parent(*up);
     }
-    it = names_.find(key);
+    it = names_.find(Key(name));
   }
   return it->second;
 }
@@ -81,8 +85,8 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
   zone->ttl_ = options.ttl;
   zone->serial_ = g_serial.fetch_add(1);
   zone->names_.reserve(services.size() * 3 + 8);
-  zone->names_.try_emplace(zone->origin_);
-  zone->names_.try_emplace(zone->reverse_origin_);
+  zone->names_.try_emplace(Key(zone->origin_));
+  zone->names_.try_emplace(Key(zone->reverse_origin_));
 
   ZoneEntry& version = zone->At(*Name::FromText(StrCat("dns-version.", options.domain)));
   version.txt = "1.1.0";
@@ -90,8 +94,9 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
 
   static const model::EndpointSet kNoEndpoints;
   for (const model::Service& svc : services) {
-    auto svc_name = Name::FromText(StrCat(svc.meta.name, ".", svc.meta.ns, ".svc.", options.domain));
-    if (!svc_name.ok()) return Annotate(svc_name.status(), svc.meta.Key());
+    auto parsed = Name::FromText(StrCat(svc.meta.name, ".", svc.meta.ns, ".svc.", options.domain));
+    if (!parsed.ok()) return Annotate(parsed.status(), svc.meta.Key());
+    NamePtr svc_name = std::make_shared<const Name>(*parsed);
     auto ep_it = endpoints.find(svc.meta.Key());
     const model::EndpointSet& eps = ep_it == endpoints.end() ? kNoEndpoints : ep_it->second;
 
@@ -109,10 +114,10 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
         std::array<uint8_t, 4> ip;
         if (svc.cluster_ip.empty() || !ParseIpv4(svc.cluster_ip, &ip)) break;  // not allocated yet
         zone->At(*svc_name).a.push_back(ip);
-        zone->At(ReverseName(ip)).ptr = *svc_name;
+        zone->At(ReverseName(ip)).ptr = svc_name;
         for (const model::ServicePort& port : svc.ports) {
           if (port.name.empty()) continue;
-          zone->At(srv_name(port)).srv.push_back({0, 100, port.port, *svc_name});
+          zone->At(srv_name(port)).srv.push_back({0, 100, port.port, svc_name});
         }
         break;
       }
@@ -120,10 +125,11 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
         for (const model::Endpoint& ep : eps.endpoints) {
           std::array<uint8_t, 4> ip;
           if (!ep.ready || !ParseIpv4(ep.ip, &ip)) continue;
-          Name host = *svc_name;
-          if (!host.Prepend(ep.hostname.empty() ? DashedIp(ep.ip) : ep.hostname)) continue;
+          Name host_name = *svc_name;
+          if (!host_name.Prepend(ep.hostname.empty() ? DashedIp(ep.ip) : ep.hostname)) continue;
+          NamePtr host = std::make_shared<const Name>(host_name);
           zone->At(*svc_name).a.push_back(ip);
-          zone->At(host).a.push_back(ip);
+          zone->At(*host).a.push_back(ip);
           zone->At(ReverseName(ip)).ptr = host;
           for (size_t i = 0; i < svc.ports.size(); ++i) {
             const model::ServicePort& port = svc.ports[i];
@@ -137,7 +143,7 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
       case model::ServiceType::kExternalName: {
         auto target = Name::FromText(svc.external_name);
         if (!target.ok()) return Annotate(target.status(), svc.meta.Key());
-        zone->At(*svc_name).cname = *target;
+        zone->At(*svc_name).cname = std::make_shared<const Name>(*target);
         break;
       }
     }
@@ -159,7 +165,12 @@ bool ClusterZone::Covers(const Name& name) const {
 }
 
 const ZoneEntry* ClusterZone::Find(const Name& name) const {
-  auto it = names_.find(name.Lowered());
+  uint8_t lower[kMaxNameWire];
+  const uint8_t* w = name.wire();
+  for (size_t i = 0; i < name.wire_size(); ++i) {
+    lower[i] = (w[i] >= 'A' && w[i] <= 'Z') ? static_cast<uint8_t>(w[i] + 32) : w[i];
+  }
+  auto it = names_.find(absl::string_view(reinterpret_cast<const char*>(lower), name.wire_size()));
   return it == names_.end() ? nullptr : &it->second;
 }
 

@@ -17,11 +17,14 @@
 
 namespace loom::dns {
 
+// Names are 256 bytes inline; records share one copy of each target name.
+using NamePtr = std::shared_ptr<const Name>;
+
 struct SrvRecord {
   uint16_t priority = 0;
   uint16_t weight = 0;
   uint16_t port = 0;
-  Name target;
+  NamePtr target;
 };
 
 // Everything the zone holds at one name. A name with no records of any type is an
@@ -29,8 +32,8 @@ struct SrvRecord {
 struct ZoneEntry {
   std::vector<std::array<uint8_t, 4>> a;
   std::vector<SrvRecord> srv;
-  std::optional<Name> cname;
-  std::optional<Name> ptr;
+  NamePtr cname;  // null: none
+  NamePtr ptr;
   std::string txt;
   bool has_txt = false;
 };
@@ -76,7 +79,9 @@ class ClusterZone {
   Name rname_;
   uint32_t ttl_ = 5;
   uint32_t serial_ = 1;
-  absl::flat_hash_map<Name, ZoneEntry> names_;  // keys lower-cased
+  // Keyed by the lower-cased wire form; looked up through a string_view of a
+  // lower-cased copy on the stack, so a query allocates nothing.
+  absl::flat_hash_map<std::string, ZoneEntry> names_;
 };
 
 }  // namespace loom::dns

@@ -33,7 +33,7 @@ int AddRecords(const ClusterZone& zone, const ZoneEntry& entry, const Name& owne
   }
   if (any || qtype == type::kSrv) {
     for (const SrvRecord& s : entry.srv) {
-      if (!add(w->AddSrv(Section::kAnswer, owner, ttl, s.priority, s.weight, s.port, s.target))) {
+      if (!add(w->AddSrv(Section::kAnswer, owner, ttl, s.priority, s.weight, s.port, *s.target))) {
         return added;
       }
     }
@@ -155,10 +155,10 @@ ZoneAnswer AnswerFromZone(const ClusterZone& zone, const Query& query, MessageWr
   // SRV targets' addresses go in the additional section when they fit.
   if (qtype == type::kSrv) {
     for (const SrvRecord& s : entry->srv) {
-      const ZoneEntry* target = zone.Find(s.target);
+      const ZoneEntry* target = zone.Find(*s.target);
       if (target == nullptr) continue;
       for (const auto& a : target->a) {
-        if (!w->AddA(Section::kAdditional, s.target, zone.ttl(), a.data())) return result;
+        if (!w->AddA(Section::kAdditional, *s.target, zone.ttl(), a.data())) return result;
       }
     }
   }

@@ -1,0 +1,84 @@
+// A cluster in one machine, as DESIGN.md describes it: a fabric namespace with a
+// bridge as the underlay (198.51.100.0/24), one namespace per node with a veth on it,
+// an etcd in its own namespace, and a loomd per node with its own paths.
+// Everything is named with a per-run prefix and torn down by the destructor, even
+// when the test fails; namespaces left by a crashed earlier run are swept at start.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tests/testing/etcd_server.h"
+#include "tests/testing/subprocess.h"
+
+namespace loom::testing {
+
+struct ClusterOptions {
+  int nodes = 3;
+  bool etcd = true;  // false: each node runs the embedded store
+  absl::Duration node_lease_ttl = absl::Seconds(3);
+  std::vector<std::string> extra_loomd_flags;
+};
+
+class Cluster {
+ public:
+  struct Node {
+    std::string name;         // node1, node2, ...
+    std::string netns;        // <prefix>-node1
+    std::string underlay_ip;  // 198.51.100.11, ...
+    std::string dir;          // per-node state, run dir, logs
+    std::string api_socket;
+    std::string log_path;
+    std::unique_ptr<Subprocess> loomd;
+  };
+
+  // Builds the namespaces and links, starts etcd and every node's loomd, and waits
+  // until each loomd reports ready.
+  static absl::StatusOr<std::unique_ptr<Cluster>> Create(const ClusterOptions& options);
+  ~Cluster();
+
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+  const Node& node(int i) const { return nodes_[i]; }
+  const std::string& prefix() const { return prefix_; }
+  std::string StoreUrl() const;
+
+  // Starts node i's loomd (again) and waits for its API to answer.
+  absl::Status StartLoomd(int i);
+  // Sends `signal` to node i's loomd and reaps it.
+  absl::Status StopLoomd(int i, int signal);
+
+  // Runs a command inside node i's namespace.
+  absl::StatusOr<std::string> ExecInNode(int i, const std::vector<std::string>& argv);
+  // Keys under `prefix` in the cluster's etcd (read with etcdctl inside its namespace).
+  absl::StatusOr<std::vector<std::string>> StoreKeys(const std::string& prefix);
+
+  // The tail of node i's loomd log, for failure messages.
+  std::string LogTail(int i) const;
+
+ private:
+  explicit Cluster(ClusterOptions options);
+  absl::Status Build();
+  void TearDown();
+  std::vector<std::string> LoomdArgv(int i) const;
+
+  ClusterOptions options_;
+  std::string prefix_;
+  std::string root_dir_;
+  std::string fabric_ns_;
+  std::string etcd_ns_;
+  std::vector<std::string> namespaces_;  // created, deleted in reverse
+  std::unique_ptr<EtcdServer> etcd_;
+  std::vector<Node> nodes_;
+};
+
+// Deletes namespaces that an earlier, crashed run of this harness left behind
+// (named lm<pid>-..., where <pid> no longer runs).
+void SweepStaleNamespaces();
+
+}  // namespace loom::testing
