@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "cni/protocol/error.h"
+#include "cni/protocol/fields.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -11,10 +12,6 @@ namespace {
 
 constexpr size_t kMaxLabelNameLength = 63;
 constexpr size_t kMaxLabelPrefixLength = 253;
-
-bool IsAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
 
 // The "name" part of a label key, and a non-empty label value.
 bool IsQualifiedName(std::string_view s) {

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_join.h"
 #include "cni/protocol/error.h"
+#include "cni/protocol/fields.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -12,10 +13,6 @@ namespace loom::cni {
 namespace {
 
 constexpr size_t kMaxInterfaceNameLength = 15;  // IFNAMSIZ - 1
-
-bool IsAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
 
 struct CommandEntry {
   std::string_view name;
@@ -55,16 +52,11 @@ EnvMap EnvFromArray(const char* const* envp) {
 
 absl::Status ValidateContainerId(std::string_view id) {
   if (id.empty()) return CniError(kErrInvalidEnvironment, "CNI_CONTAINERID: must not be empty");
-  if (!IsAlnum(id[0])) {
+  if (!IsIdentifier(id)) {
     return CniError(kErrInvalidEnvironment,
-                    StrCat("CNI_CONTAINERID \"", id, "\": must start with a letter or digit"));
-  }
-  for (char c : id) {
-    if (!IsAlnum(c) && c != '_' && c != '.' && c != '-') {
-      return CniError(kErrInvalidEnvironment,
-                      StrCat("CNI_CONTAINERID \"", id,
-                             "\": may contain only letters, digits, '_', '.' and '-'"));
-    }
+                    StrCat("CNI_CONTAINERID \"", id,
+                           "\": must start with a letter or digit, then only letters, digits, "
+                           "'_', '.' and '-'"));
   }
   return absl::OkStatus();
 }

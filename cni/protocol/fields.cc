@@ -7,6 +7,18 @@
 
 namespace loom::cni {
 
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool IsIdentifier(std::string_view s) {
+  if (s.empty() || !IsAlnum(s.front())) return false;
+  for (char c : s) {
+    if (!IsAlnum(c) && c != '_' && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
 std::string FieldPath(std::string_view path, std::string_view key) {
   if (path.empty()) return std::string(key);
   return StrCat(path, ".", key);

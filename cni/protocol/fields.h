@@ -13,6 +13,10 @@
 
 namespace loom::cni {
 
+bool IsAlnum(char c);
+// The spec's rule for container IDs and network names: [A-Za-z0-9] then [A-Za-z0-9_.-]*.
+bool IsIdentifier(std::string_view s);
+
 std::string FieldPath(std::string_view path, std::string_view key);
 
 // A list of strings; absent or null gives an empty list.

@@ -13,10 +13,6 @@ namespace {
 constexpr int64_t kMinMtu = 68;  // the IPv4 minimum
 constexpr int64_t kMaxMtu = 65535;
 
-bool IsAlnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
 // A present, non-null member.
 const Json* Member(const Json& obj, std::string_view key) {
   auto it = obj.find(key);
@@ -187,13 +183,7 @@ absl::Status DecodeFields(const Json& json, NetConf& conf) {
 
 }  // namespace
 
-bool IsValidNetworkName(std::string_view name) {
-  if (name.empty() || !IsAlnum(name.front())) return false;
-  for (char c : name) {
-    if (!IsAlnum(c) && c != '_' && c != '.' && c != '-') return false;
-  }
-  return true;
-}
+bool IsValidNetworkName(std::string_view name) { return IsIdentifier(name); }
 
 absl::StatusOr<Json> DecodeConfigJson(std::string_view text) {
   absl::StatusOr<Json> json = ParseJson(text);
