@@ -1,0 +1,127 @@
+#include "cni/protocol/cni_args.h"
+
+#include "cni/protocol/error.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/unit/cni/cni_matchers.h"
+
+namespace loom::cni {
+namespace {
+
+using ::loom::cni::testing::CniErrorIs;
+using ::loom::testing::StatusIs;
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+TEST(CniArgsTest, EmptyIsNothing) {
+  ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs(""));
+  EXPECT_FALSE(args.ignore_unknown);
+  EXPECT_TRUE(args.pod_name.empty());
+  EXPECT_TRUE(args.labels.empty());
+}
+
+TEST(CniArgsTest, WhatContainerdSends) {
+  ASSERT_OK_AND_ASSIGN(
+      CniArgs args,
+      ParseCniArgs("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;"
+                   "K8S_POD_INFRA_CONTAINER_ID=0123abcd;K8S_POD_UID=8c4a-11ee"));
+  EXPECT_TRUE(args.ignore_unknown);
+  EXPECT_EQ(args.pod_namespace, "shop");
+  EXPECT_EQ(args.pod_name, "web-0");
+  EXPECT_EQ(args.pod_infra_container_id, "0123abcd");
+  EXPECT_EQ(args.pod_uid, "8c4a-11ee");
+  EXPECT_TRUE(args.unknown.empty());
+}
+
+TEST(CniArgsTest, LoomLabels) {
+  ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs("LOOM_LABELS=app=web,tier=front"));
+  EXPECT_THAT(args.labels, ElementsAre(Pair("app", "web"), Pair("tier", "front")));
+  ASSERT_OK_AND_ASSIGN(args, ParseCniArgs("LOOM_LABELS=example.com/team=net,empty="));
+  EXPECT_THAT(args.labels, ElementsAre(Pair("empty", ""), Pair("example.com/team", "net")));
+  ASSERT_OK_AND_ASSIGN(args, ParseCniArgs("LOOM_LABELS="));
+  EXPECT_TRUE(args.labels.empty());
+}
+
+TEST(CniArgsTest, BadLoomLabelsAreCode4) {
+  EXPECT_THAT(ParseCniArgs("LOOM_LABELS=app"),
+              CniErrorIs(kErrInvalidEnvironment,
+                         AllOf(HasSubstr("LOOM_LABELS"), HasSubstr("\"app\" is not key=value"))));
+  EXPECT_THAT(ParseCniArgs("LOOM_LABELS=-app=web"),
+              CniErrorIs(kErrInvalidEnvironment, HasSubstr("label key \"-app\"")));
+  EXPECT_THAT(ParseCniArgs("LOOM_LABELS=app=we b"),
+              CniErrorIs(kErrInvalidEnvironment, HasSubstr("label value \"we b\"")));
+  EXPECT_THAT(ParseCniArgs("LOOM_LABELS=app=a,app=b"),
+              CniErrorIs(kErrInvalidEnvironment, HasSubstr("\"app\" given twice")));
+}
+
+TEST(CniArgsTest, UnknownKeysRejectedUnlessIgnored) {
+  EXPECT_THAT(ParseCniArgs("FOO=bar"),
+              CniErrorIs(kErrInvalidEnvironment,
+                         AllOf(HasSubstr("CNI_ARGS"), HasSubstr("unknown key \"FOO\""))));
+  EXPECT_THAT(ParseCniArgs("IgnoreUnknown=0;FOO=bar"),
+              CniErrorIs(kErrInvalidEnvironment, HasSubstr("FOO")));
+  // IgnoreUnknown counts wherever it stands.
+  ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs("FOO=bar;IgnoreUnknown=true;BAZ=q=x"));
+  EXPECT_THAT(args.unknown, ElementsAre(Pair("FOO", "bar"), Pair("BAZ", "q=x")));
+}
+
+TEST(CniArgsTest, IgnoreUnknownBooleans) {
+  for (const char* yes : {"1", "true", "TRUE", "True"}) {
+    ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs(std::string("IgnoreUnknown=") + yes));
+    EXPECT_TRUE(args.ignore_unknown) << yes;
+  }
+  for (const char* no : {"0", "false", "False"}) {
+    ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs(std::string("IgnoreUnknown=") + no));
+    EXPECT_FALSE(args.ignore_unknown) << no;
+  }
+  EXPECT_THAT(ParseCniArgs("IgnoreUnknown=yes"),
+              CniErrorIs(kErrInvalidEnvironment, HasSubstr("IgnoreUnknown=\"yes\"")));
+}
+
+TEST(CniArgsTest, MalformedPairs) {
+  for (const char* bad : {"K8S_POD_NAME", "=x", "K8S_POD_NAME=a;;K8S_POD_UID=b", "K8S_POD_NAME=a;",
+                          ";"}) {
+    EXPECT_THAT(ParseCniArgs(bad), CniErrorIs(kErrInvalidEnvironment,
+                                              AllOf(HasSubstr("CNI_ARGS"), HasSubstr("invalid pair"))))
+        << bad;
+  }
+}
+
+TEST(CniArgsTest, LastValueWins) {
+  ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs("K8S_POD_NAME=a;K8S_POD_NAME=b"));
+  EXPECT_EQ(args.pod_name, "b");
+}
+
+TEST(LabelsTest, KeySyntax) {
+  for (const std::string& good :
+       {std::string("app"), std::string("a"), std::string("App.Name_1-x"),
+        std::string("example.com/app"), std::string("a.b-c.d/x"), std::string(63, 'k')}) {
+    EXPECT_OK(ValidateLabelKey(good, "f")) << good;
+  }
+  std::string long_name(64, 'k');
+  std::string long_prefix = std::string(254, 'p') + "/x";
+  for (const std::string& bad :
+       {std::string(""), std::string("-a"), std::string("a-"), std::string("a b"),
+        std::string("Example.com/app"), std::string("/app"), std::string("ex..com/app"),
+        std::string("example.com/"), std::string("a/b/c"), long_name, long_prefix}) {
+    EXPECT_THAT(ValidateLabelKey(bad, "args.labels"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("args.labels")))
+        << bad;
+  }
+}
+
+TEST(LabelsTest, ValueSyntax) {
+  for (const char* good : {"", "web", "v1.2_3-x", "A"}) EXPECT_OK(ValidateLabelValue(good, "f"));
+  for (const std::string& bad : {std::string("-x"), std::string("x."), std::string("a/b"),
+                                 std::string(64, 'v')}) {
+    EXPECT_THAT(ValidateLabelValue(bad, "field"),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("field")))
+        << bad;
+  }
+}
+
+}  // namespace
+}  // namespace loom::cni
