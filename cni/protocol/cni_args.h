@@ -31,14 +31,4 @@ struct CniArgs {
 // CNI_ARGS and the offending pair or key.
 absl::StatusOr<CniArgs> ParseCniArgs(std::string_view text);
 
-// "app=web,tier=front" -> labels; empty text -> none. Errors (InvalidArgument) name
-// `field` and the bad item; a key given twice is an error.
-absl::StatusOr<Labels> ParseLabelList(std::string_view text, std::string_view field);
-
-// Kubernetes label syntax. Key: optional DNS-subdomain prefix (<= 253, lower case) and
-// '/', then a name of 1..63 of [A-Za-z0-9._-] starting and ending alphanumeric. Value:
-// empty, or 1..63 of the same. InvalidArgument naming `field`.
-absl::Status ValidateLabelKey(std::string_view key, std::string_view field);
-absl::Status ValidateLabelValue(std::string_view value, std::string_view field);
-
 }  // namespace loom::cni

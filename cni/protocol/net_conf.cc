@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "cni/protocol/error.h"
+#include "common/model/validation.h"
 #include "cni/protocol/fields.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -117,8 +118,8 @@ absl::Status DecodeArgs(const Json& json, NetConf& conf) {
   for (const auto& [key, value] : labels->items()) {
     std::string field = StrCat("args.labels.", key);
     if (!value.is_string()) return absl::InvalidArgumentError(StrCat(field, ": must be a string"));
-    RETURN_IF_ERROR(ValidateLabelKey(key, "args.labels"));
-    RETURN_IF_ERROR(ValidateLabelValue(value.get<std::string>(), field));
+    RETURN_IF_ERROR(model::ValidateLabelKey(key, "args.labels"));
+    RETURN_IF_ERROR(model::ValidateLabelValue(value.get<std::string>(), field));
     conf.labels[key] = value.get<std::string>();
   }
   return absl::OkStatus();

@@ -111,8 +111,9 @@ absl::Status ValidateLabels(const std::map<std::string, std::string>& labels,
   return absl::OkStatus();
 }
 
-absl::Status ParseLabelList(std::string_view text, std::string_view field,
-                            std::map<std::string, std::string>* labels) {
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(std::string_view text,
+                                                                  std::string_view field) {
+  std::map<std::string, std::string> labels;
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
@@ -128,12 +129,14 @@ absl::Status ParseLabelList(std::string_view text, std::string_view field,
       std::string value(item.substr(eq + 1));
       if (absl::Status s = ValidateLabelKey(key, field); !s.ok()) return s;
       if (absl::Status s = ValidateLabelValue(value, StrCat(field, ".", key)); !s.ok()) return s;
-      (*labels)[key] = value;
+      if (!labels.emplace(key, value).second) {
+        return absl::InvalidArgumentError(StrCat(field, ": label key \"", key, "\" given twice"));
+      }
     }
     if (comma == std::string_view::npos) break;
     start = comma + 1;
   }
-  return absl::OkStatus();
+  return labels;
 }
 
 bool SelectorMatches(const std::map<std::string, std::string>& selector,

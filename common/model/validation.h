@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace loom::model {
 
@@ -28,9 +29,10 @@ absl::Status ValidateLabelValue(std::string_view value, std::string_view field);
 absl::Status ValidateLabels(const std::map<std::string, std::string>& labels,
                             std::string_view field);
 
-// "app=web,tier=front" (the LOOM_LABELS form) into a validated map.
-absl::Status ParseLabelList(std::string_view text, std::string_view field,
-                            std::map<std::string, std::string>* labels);
+// "app=web,tier=front" (the LOOM_LABELS form) into a validated map; empty items
+// are skipped, a key given twice is an error.
+absl::StatusOr<std::map<std::string, std::string>> ParseLabelList(std::string_view text,
+                                                                  std::string_view field);
 
 // True when every key=value of `selector` is in `labels`. An empty selector
 // selects nothing (a Service without a selector has no derived endpoints).
