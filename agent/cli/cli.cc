@@ -33,8 +33,8 @@ std::string ResolveSocket(std::string_view flag, const char* env) {
   return std::string(kDefaultSocket);
 }
 
-int Run(const std::vector<std::string>& all_args, const char* env_socket, FILE* out,
-        FILE* err) {
+int RunCli(const std::vector<std::string>& all_args, const char* env_socket, FILE* out,
+           FILE* err) {
   // --socket is global: accepted before or after the command.
   std::string socket_flag;
   std::vector<std::string> args;

@@ -42,7 +42,7 @@ const std::vector<Command>& Commands();
 std::string ResolveSocket(std::string_view flag, const char* env);
 
 // Runs loomctl with argv-style arguments (without the program name).
-int Run(const std::vector<std::string>& args, const char* env_socket, FILE* out, FILE* err);
+int RunCli(const std::vector<std::string>& args, const char* env_socket, FILE* out, FILE* err);
 
 // Helpers for commands.
 // Parses "-o FMT", "-o=FMT", "--output FMT", "--output=FMT" out of `args` (removing them).

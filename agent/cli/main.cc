@@ -8,5 +8,5 @@
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  return loom::cli::Run(args, std::getenv("LOOM_SOCKET"), stdout, stderr);
+  return loom::cli::RunCli(args, std::getenv("LOOM_SOCKET"), stdout, stderr);
 }

@@ -17,7 +17,7 @@ class InstrumentedStore : public store::Store {
   absl::StatusOr<std::optional<store::KeyValue>> Get(std::string_view key) override;
   absl::StatusOr<store::RangeResult> Range(std::string_view prefix) override;
   absl::StatusOr<store::Revision> Put(std::string_view key, std::string_view value,
-                                      store::LeaseId lease) override;
+                                      store::LeaseId lease = store::kNoLease) override;
   absl::StatusOr<int64_t> Delete(std::string_view key) override;
   absl::StatusOr<store::TxnResult> Commit(const store::Txn& txn) override;
   absl::StatusOr<store::LeaseId> GrantLease(absl::Duration ttl) override;
