@@ -194,8 +194,12 @@ void MvccEngine::Apply(const Mutation& m, absl::Time now) {
     lease.expiry = now + absl::Seconds(m.granted_ttl_seconds);
     next_lease_id_ = std::max(next_lease_id_, m.granted_lease + 1);
   }
-  if (m.compact_revision > compact_revision_) {
-    compact_revision_ = m.compact_revision;
+  Revision compact = m.compact_revision;
+  if (history_.size() > max_history_) {
+    compact = std::max(compact, history_[history_.size() - max_history_ - 1].kv.mod_revision + 1);
+  }
+  if (compact > compact_revision_) {
+    compact_revision_ = compact;
     while (!history_.empty() && history_.front().kv.mod_revision < compact_revision_) {
       history_.pop_front();
     }

@@ -58,6 +58,10 @@ struct WatchStart {
 
 class MvccEngine {
  public:
+  // History beyond `max_history` events is compacted away automatically (whole
+  // revisions, oldest first), so memory stays bounded without explicit Compact().
+  explicit MvccEngine(size_t max_history = 100000) : max_history_(max_history) {}
+
   std::optional<KeyValue> Get(std::string_view key) const;
   RangeResult Range(std::string_view prefix) const;
   Revision revision() const { return revision_; }
@@ -114,6 +118,7 @@ class MvccEngine {
   // History before this revision is gone; a watch needs after_revision + 1 >= it.
   Revision compact_revision_ = 0;
   std::deque<Event> history_;  // ordered by mod_revision
+  size_t max_history_;
   std::map<LeaseId, LeaseState> leases_;
   LeaseId next_lease_id_ = 1;
 };

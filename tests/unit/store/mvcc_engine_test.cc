@@ -76,5 +76,18 @@ TEST(MvccEngineTest, CompactionLimitsWhereWatchesCanStart) {
   EXPECT_TRUE(again.empty());
 }
 
+TEST(MvccEngineTest, HistoryIsBoundedByCompactingWholeRevisions) {
+  MvccEngine e(/*max_history=*/3);
+  for (int i = 0; i < 4; ++i) MustApply(e, e.PlanPut("/k", "v", kNoLease, kT0));  // revs 1..4
+  Txn two;
+  two.success = {Op::Put("/a", "1"), Op::Put("/b", "2")};
+  bool ok = false;
+  MustApply(e, e.PlanTxn(two, kT0, &ok));  // rev 5, two events
+  EXPECT_EQ(e.history_size(), 3u);         // revisions 4 and 5
+  EXPECT_EQ(e.compact_revision(), 4);
+  EXPECT_TRUE(e.WatchFrom("/", 2).resync);
+  EXPECT_EQ(e.WatchFrom("/", 3).events.size(), 3u);
+}
+
 }  // namespace
 }  // namespace loom::store

@@ -475,7 +475,7 @@ TEST_P(StoreContractTest, CallbacksMayCallBackIntoTheStore) {
   EXPECT_EQ(done.load(), 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest, ::testing::Values("embedded"),
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContractTest, ::testing::Values("embedded", "etcd"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
