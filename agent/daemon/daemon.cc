@@ -141,7 +141,7 @@ absl::Status Daemon::Start() {
     if (!port.ok()) return Annotate(port.status(), "metrics address");
 
     if (absl::Status s = MakeDirs(config_.run_dir, 0755, &created_dirs_); !s.ok()) {
-      return Annotate(s, StrCat("run dir ", config_.run_dir));
+      return Annotate(s, "run dir");
     }
     http::Router api_router;
     api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
@@ -160,6 +160,11 @@ absl::Status Daemon::Start() {
     RETURN_IF_ERROR(metrics_server_->Start());
     RETURN_IF_ERROR(api_server_->Start());
 
+    // The state dir holds the node lease file whatever the store; the embedded store
+    // keeps its files there too.
+    if (absl::Status s = MakeDirs(config_.state_dir, 0700, &created_dirs_); !s.ok()) {
+      return Annotate(s, "state dir");
+    }
     absl::StatusOr<std::unique_ptr<store::Store>> opened =
         store::OpenStore(config_.store_url, config_.state_dir);
     if (!opened.ok()) return Annotate(opened.status(), StrCat("store ", config_.store_url));

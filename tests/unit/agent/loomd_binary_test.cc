@@ -2,13 +2,11 @@
 // state and run dirs, the loopback interface as the underlay, a free loopback port for
 // metrics. Covers start-up, status, SIGTERM, and every bad input of the issue: each
 // fails with one clear line on stderr, a non-zero exit, and nothing left behind.
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -24,7 +22,9 @@
 #include "common/json.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/etcd_server.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/subprocess.h"
 
 namespace loom {
 namespace {
@@ -63,57 +63,31 @@ uint16_t FreePort() {
   return ntohs(addr.sin_port);
 }
 
-// A child process with stdout and stderr in files; killed when destroyed.
+// A child process whose stdout and stderr go to one log file.
 class Child {
  public:
-  Child(const std::vector<std::string>& argv, const std::string& out_path,
-        const std::string& err_path)
-      : out_path_(out_path), err_path_(err_path) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(out, 1);
-      dup2(err, 2);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
+  Child(const std::vector<std::string>& argv, const std::string& log_path,
+        std::vector<std::string> env = {})
+      : log_path_(log_path) {
+    auto p = testing::Subprocess::Start(argv, {log_path, std::move(env)});
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (p.ok()) process_ = *std::move(p);
   }
-  ~Child() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  // The exit code, or -1 if it did not exit within `timeout` (then it is killed).
+  // The exit code, or -1 if it did not exit in time.
   int Wait(absl::Duration timeout = absl::Seconds(20)) {
-    absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return -1;
+    if (!process_) return -1;
+    absl::StatusOr<int> rc = process_->Wait(timeout);
+    return rc.ok() ? *rc : -1;
   }
-  bool Running() {
-    int status = 0;
-    return !exited_ && waitpid(pid_, &status, WNOHANG) == 0;
+  bool Running() { return process_ && process_->running(); }
+  void Signal(int sig) {
+    if (process_) process_->Signal(sig).IgnoreError();
   }
-  void Signal(int sig) { kill(pid_, sig); }
-  std::string Out() const { return ReadAll(out_path_); }
-  std::string Err() const { return ReadAll(err_path_); }
+  std::string Log() const { return ReadAll(log_path_); }
 
  private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string out_path_;
-  std::string err_path_;
+  std::string log_path_;
+  std::unique_ptr<testing::Subprocess> process_;
 };
 
 class LoomdBinaryTest : public ::testing::Test {
@@ -142,7 +116,7 @@ class LoomdBinaryTest : public ::testing::Test {
   }
 
   std::unique_ptr<Child> Start(std::vector<std::string> args, const std::string& name = "loomd") {
-    return std::make_unique<Child>(args, dir_ + "/" + name + ".out", dir_ + "/" + name + ".err");
+    return std::make_unique<Child>(args, dir_ + "/" + name + ".log");
   }
 
   // Polls /readyz until 200 (bounded).
@@ -161,9 +135,9 @@ class LoomdBinaryTest : public ::testing::Test {
                           const std::string& want_in_line, const std::string& name) {
     auto child = Start(args, name);
     int rc = child->Wait();
-    EXPECT_EQ(rc, want_code) << child->Err();
-    std::vector<std::string> lines = Lines(child->Err());
-    ASSERT_EQ(lines.size(), 1u) << child->Err();
+    EXPECT_EQ(rc, want_code) << child->Log();
+    std::vector<std::string> lines = Lines(child->Log());
+    ASSERT_EQ(lines.size(), 1u) << child->Log();
     EXPECT_THAT(lines[0], HasSubstr(want_in_line));
     EXPECT_FALSE(fs::exists(run_)) << "run dir left behind";
     EXPECT_FALSE(fs::exists(socket_)) << "socket left behind";
@@ -175,7 +149,7 @@ class LoomdBinaryTest : public ::testing::Test {
 
 TEST_F(LoomdBinaryTest, StartsServesStatusAndStopsCleanly) {
   auto loomd = Start(Args());
-  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Err();
+  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
 
   struct stat st;
   ASSERT_EQ(stat(socket_.c_str(), &st), 0);
@@ -206,25 +180,22 @@ TEST_F(LoomdBinaryTest, StartsServesStatusAndStopsCleanly) {
 
   // loomctl, by flag and by environment.
   {
-    Child ctl({kLoomctl, "--socket", socket_, "status", "-o", "json"}, dir_ + "/ctl.out",
-              dir_ + "/ctl.err");
-    EXPECT_EQ(ctl.Wait(), 0) << ctl.Err();
-    ASSERT_OK_AND_ASSIGN(Json out, ParseJson(ctl.Out()));
+    Child ctl({kLoomctl, "--socket", socket_, "status", "-o", "json"}, dir_ + "/ctl.log");
+    EXPECT_EQ(ctl.Wait(), 0) << ctl.Log();
+    ASSERT_OK_AND_ASSIGN(Json out, ParseJson(ctl.Log()));
     EXPECT_EQ(out["node"], "test-node");
   }
   {
-    setenv("LOOM_SOCKET", socket_.c_str(), 1);
-    Child ctl({kLoomctl, "status"}, dir_ + "/ctl.out", dir_ + "/ctl.err");
-    unsetenv("LOOM_SOCKET");
-    EXPECT_EQ(ctl.Wait(), 0) << ctl.Err();
-    EXPECT_THAT(ctl.Out(), HasSubstr("test-node"));
-    EXPECT_THAT(ctl.Out(), HasSubstr("READY"));
+    Child ctl({kLoomctl, "status"}, dir_ + "/ctl2.log", {"LOOM_SOCKET=" + socket_});
+    EXPECT_EQ(ctl.Wait(), 0) << ctl.Log();
+    EXPECT_THAT(ctl.Log(), HasSubstr("test-node"));
+    EXPECT_THAT(ctl.Log(), HasSubstr("READY"));
   }
 
   loomd->Signal(SIGTERM);
-  EXPECT_EQ(loomd->Wait(), 0) << loomd->Err();
+  EXPECT_EQ(loomd->Wait(), 0) << loomd->Log();
   EXPECT_FALSE(fs::exists(socket_));
-  EXPECT_THAT(loomd->Err(), HasSubstr("lease kept"));
+  EXPECT_THAT(loomd->Log(), HasSubstr("lease kept"));
 
   // The node key is in the store, on the lease named in <state-dir>/node-lease.
   ASSERT_OK_AND_ASSIGN(auto store, store::OpenStore("embedded", state_));
@@ -243,14 +214,14 @@ TEST_F(LoomdBinaryTest, RestartReusesTheLiveLease) {
   std::string first_lease;
   {
     auto loomd = Start(Args());
-    ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Err();
+    ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
     loomd->Signal(SIGTERM);
     ASSERT_EQ(loomd->Wait(), 0);
     first_lease = ReadAll(state_ + "/node-lease");
   }
   auto loomd = Start(Args(), "loomd2");
-  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Err();
-  EXPECT_THAT(loomd->Err(), HasSubstr("reusing live node lease"));
+  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
+  EXPECT_THAT(loomd->Log(), HasSubstr("reusing live node lease"));
   EXPECT_EQ(ReadAll(state_ + "/node-lease"), first_lease);
   loomd->Signal(SIGINT);
   EXPECT_EQ(loomd->Wait(), 0);
@@ -287,7 +258,7 @@ TEST_F(LoomdBinaryTest, NoSuchUnderlayInterface) {
 
 TEST_F(LoomdBinaryTest, SocketInUseByAnotherLoomd) {
   auto first = Start(Args());
-  ASSERT_TRUE(WaitReady(*first, port_)) << first->Err();
+  ASSERT_TRUE(WaitReady(*first, port_)) << first->Log();
 
   // A second agent on the same socket, everything else its own.
   std::string run2 = dir_ + "/run2";
@@ -297,8 +268,8 @@ TEST_F(LoomdBinaryTest, SocketInUseByAnotherLoomd) {
                        "--underlay-iface=lo"},
                       "second");
   EXPECT_EQ(second->Wait(), 1);
-  std::vector<std::string> lines = Lines(second->Err());
-  ASSERT_EQ(lines.size(), 1u) << second->Err();
+  std::vector<std::string> lines = Lines(second->Log());
+  ASSERT_EQ(lines.size(), 1u) << second->Log();
   EXPECT_THAT(lines[0], HasSubstr("api socket " + socket_ + ": in use by another process"));
   EXPECT_FALSE(fs::exists(run2));
   EXPECT_FALSE(fs::exists(dir_ + "/state2"));
@@ -325,10 +296,51 @@ TEST_F(LoomdBinaryTest, MetricsAddressInUse) {
 }
 
 TEST_F(LoomdBinaryTest, LoomctlWithoutLoomd) {
-  Child ctl({kLoomctl, "--socket", socket_, "status"}, dir_ + "/ctl.out", dir_ + "/ctl.err");
+  Child ctl({kLoomctl, "--socket", socket_, "status"}, dir_ + "/ctl.log");
   EXPECT_EQ(ctl.Wait(), 1);
-  EXPECT_EQ(ctl.Err(), "loomctl: cannot reach loomd at " + socket_ +
+  EXPECT_EQ(ctl.Log(), "loomctl: cannot reach loomd at " + socket_ +
                            ": No such file or directory\n");
+}
+
+// kill -9 leaves a stale socket and a live lease: the next loomd replaces the socket,
+// reuses the lease, and the node key stays.
+TEST_F(LoomdBinaryTest, RestartAfterKill9ReplacesStaleSocket) {
+  {
+    auto loomd = Start(Args());
+    ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
+    loomd->Signal(SIGKILL);
+    loomd->Wait();
+  }
+  ASSERT_TRUE(fs::exists(socket_));
+  std::string lease = ReadAll(state_ + "/node-lease");
+  auto loomd = Start(Args(), "loomd2");
+  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
+  EXPECT_THAT(loomd->Log(), HasSubstr("removed stale socket"));
+  EXPECT_THAT(loomd->Log(), HasSubstr("reusing live node lease"));
+  EXPECT_EQ(ReadAll(state_ + "/node-lease"), lease);
+  loomd->Signal(SIGTERM);
+  EXPECT_EQ(loomd->Wait(), 0);
+  EXPECT_FALSE(fs::exists(socket_));
+}
+
+// The same agent on a real etcd-server on loopback.
+TEST_F(LoomdBinaryTest, RegistersInEtcd) {
+  if (!fs::exists(testing::kEtcdBinary)) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  ASSERT_OK_AND_ASSIGN(auto etcd, testing::EtcdServer::Start());
+  auto loomd = Start(Args({"--store=" + etcd->StoreUrl()}));
+  ASSERT_TRUE(WaitReady(*loomd, port_)) << loomd->Log();
+  ASSERT_OK_AND_ASSIGN(http::Response status,
+                       http::HttpClient::ForUnixSocket(socket_).Get("/v1/status"));
+  ASSERT_OK_AND_ASSIGN(Json s, ParseJson(status.body));
+  EXPECT_EQ(s["store"]["kind"], "etcd");
+  EXPECT_EQ(s["store"]["healthy"], true);
+
+  ASSERT_OK_AND_ASSIGN(auto store, store::OpenStore(etcd->StoreUrl(), state_));
+  ASSERT_OK_AND_ASSIGN(auto kv, store->Get("/loom/nodes/test-node"));
+  ASSERT_TRUE(kv.has_value());
+  EXPECT_NE(kv->lease, store::kNoLease);
+  loomd->Signal(SIGTERM);
+  EXPECT_EQ(loomd->Wait(), 0) << loomd->Log();
 }
 
 }  // namespace

@@ -4,9 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 
 #include "agent/store/embedded_store.h"
+#include "tests/fakes/fake_clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -15,22 +15,7 @@ namespace loom::agent {
 namespace {
 
 using ::loom::testing::StatusIs;
-
-class FakeClock : public store::Clock {
- public:
-  absl::Time Now() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mu_);
-    now_ += d;
-  }
-
- private:
-  std::mutex mu_;
-  absl::Time now_ = absl::FromUnixSeconds(1795900000);
-};
+namespace testing = ::loom::testing;
 
 NodeInfo TestNode() {
   return {"node-1", "198.51.100.1", "", "", 4, 8LL << 30, "0.1.0-dev"};
@@ -76,7 +61,7 @@ class NodeRegistrarTest : public ::testing::Test {
   }
 
   std::string dir_;
-  FakeClock clock_;
+  testing::FakeClock clock_{absl::FromUnixSeconds(1795900000)};
   metrics::Registry metrics_;
   std::unique_ptr<store::Store> store_;
 };
