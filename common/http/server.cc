@@ -221,6 +221,9 @@ HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::ListenUnix(const std::string& path) {
   using local = asio::local::stream_protocol;
+  if (impl_->started || impl_->stopped) {
+    return absl::FailedPreconditionError("ListenUnix after Start or Stop");
+  }
   if (path.empty()) return absl::InvalidArgumentError("unix socket path is empty");
   // bind() into a temporary name first: sun_path holds 107 bytes plus NUL.
   std::string tmp = StrCat(path, ".", getpid(), ".tmp");
@@ -271,6 +274,9 @@ absl::Status HttpServer::ListenUnix(const std::string& path) {
 
 absl::StatusOr<uint16_t> HttpServer::ListenTcp(std::string_view host, uint16_t port) {
   using tcp = asio::ip::tcp;
+  if (impl_->started || impl_->stopped) {
+    return absl::FailedPreconditionError("ListenTcp after Start or Stop");
+  }
   beast::error_code ec;
   asio::ip::address address = asio::ip::make_address(std::string(host), ec);
   if (ec) return absl::InvalidArgumentError(StrCat("\"", host, "\": not an IP address"));
