@@ -176,6 +176,7 @@ absl::Status Daemon::Start() {
     RegistrarOptions options;
     options.ttl = config_.node_lease_ttl;
     options.lease_file = StrCat(config_.state_dir, "/node-lease");
+    options.store_name = config_.store_url;
     options.metrics = &metrics_;
     registrar_ = std::make_unique<NodeRegistrar>(store_.get(), node, options);
     RETURN_IF_ERROR(registrar_->Register());

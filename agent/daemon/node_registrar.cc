@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
+#include <vector>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -55,17 +57,26 @@ absl::StatusOr<store::LeaseId> NodeRegistrar::ReadLeaseFile() const {
   if (options_.lease_file.empty()) return store::kNoLease;
   std::ifstream in(options_.lease_file);
   if (!in) return store::kNoLease;
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string s = text.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
   store::LeaseId id = 0;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
-  if (ec != std::errc() || ptr != s.data() + s.size() || id <= 0) {
+  bool parsed = !fields.empty() && absl::SimpleAtoi(fields[0], &id) && id > 0;
+  if (!parsed) {
     LOG_WARNING("ignoring malformed lease file", {"path", options_.lease_file});
     return store::kNoLease;
   }
+  std::string owner = fields.size() == 3 ? StrCat(fields[1], " ", fields[2]) : "";
+  if (owner != LeaseOwner()) {
+    LOG_INFO("lease file is for another store or node; not reusing it",
+             {"path", options_.lease_file}, {"was", owner}, {"now", LeaseOwner()});
+    return store::kNoLease;
+  }
   return id;
+}
+
+std::string NodeRegistrar::LeaseOwner() const {
+  return StrCat(options_.store_name.empty() ? "-" : options_.store_name, " ", node_.name);
 }
 
 absl::Status NodeRegistrar::WriteLeaseFile(store::LeaseId lease) const {
@@ -74,7 +85,7 @@ absl::Status NodeRegistrar::WriteLeaseFile(store::LeaseId lease) const {
   std::string tmp = StrCat(options_.lease_file, ".tmp");
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return ErrnoToStatus(errno, StrCat("write ", tmp));
-  std::string text = StrCat(lease, "\n");
+  std::string text = StrCat(lease, " ", LeaseOwner(), "\n");
   bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
             fsync(fd) == 0;
   int err = errno;

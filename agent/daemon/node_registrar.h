@@ -7,7 +7,7 @@
 //
 // The lease id is kept in a file (<state-dir>/node-lease) so that a restarted loomd
 // renews its still-live lease instead of granting a new one: the node key never
-// disappears across a restart.
+// disappears across a restart. The file holds "<lease id> <store name> <node name>".
 #pragma once
 
 #include <cstdint>
@@ -48,6 +48,9 @@ struct RegistrarOptions {
   absl::Duration ttl = absl::Seconds(10);
   // Where the lease id is kept across restarts; "" keeps it in memory only.
   std::string lease_file;
+  // Which store the lease belongs to (its URL): a lease file written for another store
+  // is not reused, since a lease id only means something in the store that granted it.
+  std::string store_name;
   // The heartbeat's clock.
   std::function<absl::Time()> now = [] { return absl::Now(); };
   // Counts registrations and renewals when set; must outlive the registrar.
@@ -82,6 +85,8 @@ class NodeRegistrar {
  private:
   absl::StatusOr<store::LeaseId> ReadLeaseFile() const;
   absl::Status WriteLeaseFile(store::LeaseId lease) const;
+  // "<store name> <node name>", the owner recorded next to the lease id.
+  std::string LeaseOwner() const;
   void SetResult(const absl::Status& status);
 
   store::Store* const store_;

@@ -207,7 +207,7 @@ TEST_F(LoomdBinaryTest, StartsServesStatusAndStopsCleanly) {
   EXPECT_EQ(node["version"], s["version"]);
   EXPECT_TRUE(node["capacity"]["cpus"].get<int64_t>() > 0);
   std::string lease_text = ReadAll(state_ + "/node-lease");
-  EXPECT_EQ(std::to_string(kv->lease) + "\n", lease_text);
+  EXPECT_EQ(std::to_string(kv->lease) + " embedded test-node\n", lease_text);
 }
 
 TEST_F(LoomdBinaryTest, RestartReusesTheLiveLease) {

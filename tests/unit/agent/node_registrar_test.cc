@@ -78,7 +78,7 @@ TEST_F(NodeRegistrarTest, RegisterPutsNodeJsonOnALease) {
   EXPECT_EQ(node, Json::parse(R"({"name":"node-1","underlayIP":"198.51.100.1","vtepMAC":"",
       "podCIDR":"","capacity":{"cpus":4,"memoryBytes":8589934592},
       "heartbeat":"2026-11-28T21:06:40Z","version":"0.1.0-dev"})"));
-  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()));
+  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()) + " - node-1");
 }
 
 TEST_F(NodeRegistrarTest, RenewKeepsTheLeaseAliveWithoutRewritingTheKey) {
@@ -109,7 +109,7 @@ TEST_F(NodeRegistrarTest, LostLeaseRegistersAgain) {
   ASSERT_OK_AND_ASSIGN(auto kv, store_->Get("/loom/nodes/node-1"));
   ASSERT_TRUE(kv.has_value());
   EXPECT_EQ(kv->lease, registrar.lease());
-  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()));
+  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()) + " - node-1");
   EXPECT_THAT(metrics_.Render(), ::testing::HasSubstr("loom_node_registrations_total 2\n"));
 }
 
@@ -141,7 +141,23 @@ TEST_F(NodeRegistrarTest, StaleLeaseFileGetsANewLease) {
   NodeRegistrar registrar(store_.get(), TestNode(), Options());
   ASSERT_OK(registrar.Register());
   EXPECT_NE(registrar.lease(), 987654);
-  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()));
+  EXPECT_EQ(ReadFile(dir_ + "/node-lease"), std::to_string(registrar.lease()) + " - node-1");
+}
+
+TEST_F(NodeRegistrarTest, LeaseFileOfAnotherStoreOrNodeIsNotReused) {
+  store::LeaseId first;
+  {
+    NodeRegistrar registrar(store_.get(), TestNode(), Options());
+    ASSERT_OK(registrar.Register());
+    first = registrar.lease();
+  }
+  RegistrarOptions other_store = Options();
+  other_store.store_name = "etcd://127.0.0.1:2379";
+  NodeRegistrar registrar(store_.get(), TestNode(), other_store);
+  ASSERT_OK(registrar.Register());
+  EXPECT_NE(registrar.lease(), first);
+  EXPECT_EQ(ReadFile(dir_ + "/node-lease"),
+            std::to_string(registrar.lease()) + " etcd://127.0.0.1:2379 node-1");
 }
 
 TEST_F(NodeRegistrarTest, MalformedLeaseFileIsIgnored) {
