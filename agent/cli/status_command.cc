@@ -1,0 +1,45 @@
+// loomctl status: this node's loomd, from GET /v1/status.
+#include "agent/cli/cli.h"
+#include "common/strings.h"
+
+namespace loom::cli {
+
+std::string FormatStatusTable(const Json& s) {
+  auto str = [](const Json& obj, const char* key) -> std::string {
+    if (!obj.is_object() || !obj.contains(key)) return "-";
+    const Json& v = obj[key];
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_boolean()) return v.get<bool>() ? "yes" : "no";
+    return v.dump();
+  };
+  Json store = s.value("store", Json::object());
+  std::string uptime = s.contains("uptimeSeconds") && s["uptimeSeconds"].is_number_integer()
+                           ? FormatAge(s["uptimeSeconds"].get<int64_t>())
+                           : "-";
+  return FormatTable({{"NODE", "VERSION", "STORE", "STORE HEALTHY", "REVISION", "READY", "UPTIME"},
+                      {str(s, "node"), str(s, "version"), str(store, "kind"),
+                       str(store, "healthy"), str(store, "revision"), str(s, "ready"), uptime}});
+}
+
+int StatusCommand(Context& ctx, const std::vector<std::string>& args) {
+  std::vector<std::string> rest = args;
+  absl::StatusOr<OutputFormat> format = TakeOutputFormat(rest);
+  if (!format.ok()) {
+    std::fprintf(ctx.err, "loomctl status: %s\n", std::string(format.status().message()).c_str());
+    return 2;
+  }
+  if (!rest.empty()) {
+    std::fprintf(ctx.err, "loomctl status: unexpected argument \"%s\"\n", rest[0].c_str());
+    return 2;
+  }
+  absl::StatusOr<Json> status = GetJson(ctx, "/v1/status");
+  if (!status.ok()) return 1;
+  if (*format == OutputFormat::kTable) {
+    std::fputs(FormatStatusTable(*status).c_str(), ctx.out);
+  } else {
+    PrintStructured(ctx, *status, *format);
+  }
+  return 0;
+}
+
+}  // namespace loom::cli

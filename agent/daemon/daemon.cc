@@ -1,0 +1,233 @@
+#include "agent/daemon/daemon.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include "agent/daemon/instrumented_store.h"
+#include "agent/daemon/underlay.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "common/version.h"
+
+namespace loom::agent {
+namespace {
+
+// mkdir -p with `mode`; records each directory it created, outermost first.
+absl::Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* created) {
+  std::filesystem::path p(path);
+  std::vector<std::filesystem::path> missing;
+  for (auto cur = p; !cur.empty() && cur != cur.root_path(); cur = cur.parent_path()) {
+    struct stat st;
+    if (stat(cur.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::FailedPreconditionError(StrCat(cur.string(), ": not a directory"));
+      }
+      break;
+    }
+    if (errno != ENOENT) return ErrnoToStatus(errno, cur.string());
+    missing.push_back(cur);
+  }
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (mkdir(it->c_str(), mode) != 0 && errno != EEXIST) {
+      return ErrnoToStatus(errno, StrCat("mkdir ", it->string()));
+    }
+    chmod(it->c_str(), mode);  // mkdir's mode is filtered by the umask
+    created->push_back(it->string());
+  }
+  return absl::OkStatus();
+}
+
+int64_t OnlineCpus() { return sysconf(_SC_NPROCESSORS_ONLN); }
+int64_t PhysicalMemory() {
+  return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+}
+
+}  // namespace
+
+Json AgentStatusToJson(const AgentStatus& s) {
+  return Json{{"node", s.node},
+              {"version", s.version},
+              {"store",
+               {{"kind", s.store_kind}, {"healthy", s.store_healthy}, {"revision", s.revision}}},
+              {"uptimeSeconds", s.uptime_seconds},
+              {"ready", s.ready}};
+}
+
+Daemon::Daemon(LoomdConfig config) : config_(std::move(config)), start_time_(absl::Now()) {
+  metrics_.AddGauge("loom_build_info", "Loom build information; always 1.", {"version"})
+      .WithLabels({std::string(kVersion)})
+      .Set(1);
+  metrics_.AddGauge("process_start_time_seconds",
+                    "Start time of the process since the Unix epoch in seconds.")
+      .Get()
+      .Set(absl::ToDoubleSeconds(start_time_ - absl::UnixEpoch()));
+  ready_gauge_ = &metrics_.AddGauge("loom_ready", "1 when the store is open and the node "
+                                                  "registered, else 0.")
+                      .Get();
+}
+
+Daemon::~Daemon() { Stop(); }
+
+bool Daemon::Ready(std::string* reason) const {
+  if (open_store_.load() == nullptr) {
+    *reason = "store not open";
+    return false;
+  }
+  NodeRegistrar* registrar = live_registrar_.load();
+  if (registrar == nullptr) {
+    *reason = "node not registered";
+    return false;
+  }
+  if (!registrar->healthy()) {
+    *reason = StrCat("node lease: ", registrar->last_error());
+    return false;
+  }
+  return true;
+}
+
+AgentStatus Daemon::Status() const {
+  AgentStatus s;
+  s.node = config_.node_name;
+  s.version = std::string(kVersion);
+  s.store_kind = config_.store_url == "embedded" ? "embedded" : "etcd";
+  s.uptime_seconds = absl::ToInt64Seconds(absl::Now() - start_time_);
+  if (store::Store* store = open_store_.load(); store != nullptr) {
+    // A range read of our own key: cheap, and it returns the store revision.
+    absl::StatusOr<store::RangeResult> r = store->Range(NodeKey(config_.node_name));
+    s.store_healthy = r.ok();
+    if (r.ok()) s.revision = r->revision;
+  }
+  std::string reason;
+  s.ready = Ready(&reason);
+  return s;
+}
+
+http::Response Daemon::HandleStatus() const {
+  return http::Response::JsonBody(200, AgentStatusToJson(Status()));
+}
+
+http::Response Daemon::HandleReadyz() const {
+  std::string reason;
+  if (Ready(&reason)) return http::Response::Text(200, "ok\n");
+  return http::Response::Text(503, StrCat("not ready: ", reason, "\n"));
+}
+
+http::Response Daemon::HandleMetrics() const {
+  std::string reason;
+  ready_gauge_->Set(Ready(&reason) ? 1 : 0);
+  return {200, std::string(metrics::kContentType), metrics_.Render()};
+}
+
+absl::Status Daemon::Start() {
+  if (running_) return absl::FailedPreconditionError("loomd already started");
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(Underlay underlay, ResolveUnderlay(config_.underlay_iface));
+
+    // The metrics address first: binding it creates nothing on disk.
+    http::Router metrics_router;
+    metrics_router.Handle("GET", "/healthz",
+                          [](const http::Request&) { return http::Response::Text(200, "ok\n"); });
+    metrics_router.Handle("GET", "/readyz", [this](const http::Request&) { return HandleReadyz(); });
+    metrics_router.Handle("GET", "/metrics",
+                          [this](const http::Request&) { return HandleMetrics(); });
+    metrics_server_ = std::make_unique<http::HttpServer>(
+        [router = std::move(metrics_router)](const http::Request& r) { return router.Dispatch(r); });
+    absl::StatusOr<uint16_t> port =
+        metrics_server_->ListenTcp(config_.metrics_addr.host, config_.metrics_addr.port);
+    if (!port.ok()) return Annotate(port.status(), "metrics address");
+
+    if (absl::Status s = MakeDirs(config_.run_dir, 0755, &created_dirs_); !s.ok()) {
+      return Annotate(s, "run dir");
+    }
+    http::Router api_router;
+    api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
+    http::ServerOptions api_options;
+    api_options.threads = 2;
+    api_server_ = std::make_unique<http::HttpServer>(
+        [router = std::move(api_router)](const http::Request& r) { return router.Dispatch(r); },
+        api_options);
+    if (absl::Status s = api_server_->ListenUnix(config_.api_socket); !s.ok()) {
+      std::string_view msg = ToStd(s.message());
+      if (msg.substr(0, config_.api_socket.size()) == config_.api_socket) {
+        return absl::Status(s.code(), StrCat("api socket ", msg));
+      }
+      return absl::Status(s.code(), StrCat("api socket ", config_.api_socket, ": ", msg));
+    }
+    RETURN_IF_ERROR(metrics_server_->Start());
+    RETURN_IF_ERROR(api_server_->Start());
+
+    // The state dir holds the node lease file whatever the store; the embedded store
+    // keeps its files there too.
+    if (absl::Status s = MakeDirs(config_.state_dir, 0700, &created_dirs_); !s.ok()) {
+      return Annotate(s, "state dir");
+    }
+    absl::StatusOr<std::unique_ptr<store::Store>> opened =
+        store::OpenStore(config_.store_url, config_.state_dir);
+    if (!opened.ok()) return Annotate(opened.status(), StrCat("store ", config_.store_url));
+    store_ = std::make_unique<InstrumentedStore>(*std::move(opened), metrics_);
+    open_store_.store(store_.get());
+
+    NodeInfo node{config_.node_name, underlay.ip, "", "", OnlineCpus(), PhysicalMemory(),
+                  std::string(kVersion)};
+    RegistrarOptions options;
+    options.ttl = config_.node_lease_ttl;
+    options.lease_file = StrCat(config_.state_dir, "/node-lease");
+    options.store_name = config_.store_url;
+    options.metrics = &metrics_;
+    registrar_ = std::make_unique<NodeRegistrar>(store_.get(), node, options);
+    RETURN_IF_ERROR(registrar_->Register());
+    registrar_->Start();
+    live_registrar_.store(registrar_.get());
+
+    LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
+             {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
+             {"api", config_.api_socket}, {"metrics", config_.metrics_addr.ToString()},
+             {"lease", registrar_->lease()});
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    Undo();
+    return status;
+  }
+  running_ = true;
+  return absl::OkStatus();
+}
+
+void Daemon::Undo() {
+  live_registrar_.store(nullptr);
+  if (registrar_) registrar_->Stop();
+  if (api_server_) api_server_->Stop();
+  if (metrics_server_) metrics_server_->Stop();
+  open_store_.store(nullptr);
+  registrar_.reset();
+  store_.reset();
+  api_server_.reset();
+  metrics_server_.reset();
+  // Innermost first; rmdir only removes what is still empty.
+  for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) rmdir(it->c_str());
+  created_dirs_.clear();
+}
+
+void Daemon::Stop() {
+  if (!running_) return;
+  running_ = false;
+  live_registrar_.store(nullptr);
+  registrar_->Stop();
+  api_server_->Stop();
+  metrics_server_->Stop();
+  open_store_.store(nullptr);
+  LOG_INFO("loomd stopped; node lease kept for a restart", {"node", config_.node_name},
+           {"lease", registrar_->lease()},
+           {"expires_in", absl::FormatDuration(config_.node_lease_ttl)});
+  registrar_.reset();
+  store_.reset();
+  api_server_.reset();
+  metrics_server_.reset();
+  created_dirs_.clear();
+}
+
+}  // namespace loom::agent

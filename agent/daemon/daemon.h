@@ -1,0 +1,74 @@
+// loomd's wiring: resolves the underlay, binds the metrics address and the API socket,
+// opens the store, registers the node and keeps its lease alive.
+//
+//   Daemon daemon(config);
+//   RETURN_IF_ERROR(daemon.Start());  // on error, everything it created is undone
+//   ... wait for SIGTERM ...
+//   daemon.Stop();                    // servers stopped, socket removed, lease kept
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "agent/daemon/config.h"
+#include "agent/daemon/node_registrar.h"
+#include "agent/store/store.h"
+#include "common/http/server.h"
+#include "common/metrics/metrics.h"
+
+namespace loom::agent {
+
+// The JSON of GET /v1/status.
+struct AgentStatus {
+  std::string node;
+  std::string version;
+  std::string store_kind;  // "embedded" or "etcd"
+  bool store_healthy = false;
+  store::Revision revision = 0;
+  int64_t uptime_seconds = 0;
+  bool ready = false;
+};
+Json AgentStatusToJson(const AgentStatus& status);
+
+class Daemon {
+ public:
+  explicit Daemon(LoomdConfig config);
+  ~Daemon();  // Stop()
+
+  // Brings loomd up. On failure, what was created (servers, the socket file, the run
+  // dir if it made it, the store) is removed again and the error names the problem.
+  absl::Status Start();
+  // Stops renewing and serving, removes the API socket, closes the store. The node
+  // lease is kept, so a restart within its TTL finds the node key still there.
+  void Stop();
+
+  // Whether the store is open and the node registered; otherwise why not.
+  bool Ready(std::string* reason) const;
+  AgentStatus Status() const;
+
+ private:
+  void Undo();
+  http::Response HandleStatus() const;
+  http::Response HandleReadyz() const;
+  http::Response HandleMetrics() const;
+
+  const LoomdConfig config_;
+  const absl::Time start_time_;
+  metrics::Registry metrics_;
+  metrics::Gauge* ready_gauge_ = nullptr;
+  std::unique_ptr<http::HttpServer> metrics_server_;
+  std::unique_ptr<http::HttpServer> api_server_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<NodeRegistrar> registrar_;
+  // Read by the HTTP handlers while Start() runs.
+  std::atomic<store::Store*> open_store_{nullptr};
+  std::atomic<NodeRegistrar*> live_registrar_{nullptr};
+  std::vector<std::string> created_dirs_;
+  bool running_ = false;
+};
+
+}  // namespace loom::agent

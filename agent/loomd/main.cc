@@ -1,0 +1,114 @@
+// loomd: the node agent. Parses and validates flags, then hands over to Daemon.
+// Exit codes: 0 after a clean stop, 1 when start-up fails, 2 for a bad flag.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "agent/daemon/config.h"
+#include "agent/daemon/daemon.h"
+#include "common/log.h"
+#include "common/strings.h"
+#include "common/version.h"
+#include "gflags/gflags.h"
+
+DEFINE_string(node_name, "", "This node's name (default: the host name).");
+DEFINE_string(store, "embedded", "The cluster store: embedded, or etcd://host:port[,host:port].");
+DEFINE_string(state_dir, "/var/lib/loom", "Durable state (the embedded store, the node lease).");
+DEFINE_string(run_dir, "/run/loom", "Runtime files (created 0755).");
+DEFINE_string(api_socket, "", "The local API unix socket (default: <run-dir>/loomd.sock).");
+DEFINE_string(metrics_addr, "127.0.0.1:9464", "Where /healthz, /readyz and /metrics are served.");
+DEFINE_string(underlay_iface, "",
+              "The underlay interface (default: the default route's interface).");
+DEFINE_string(cluster_cidr, "10.244.0.0/16", "The pod address range of the cluster.");
+DEFINE_int32(node_cidr_size, 24, "The prefix length of each node's pod subnet.");
+DEFINE_string(service_cidr, "10.96.0.0/12", "The service virtual IP range.");
+DEFINE_string(cluster_domain, "cluster.local", "The cluster DNS domain.");
+DEFINE_string(dns_addr, "169.254.20.10:53", "The node-local DNS address.");
+DEFINE_string(dns_upstream, "",
+              "Upstream DNS servers, ip[:port],... (default: the host's resolv.conf).");
+DEFINE_int32(vxlan_vni, 1, "The overlay VXLAN network identifier.");
+DEFINE_int32(vxlan_port, 4789, "The overlay VXLAN UDP port.");
+DEFINE_string(bpffs_dir, "/sys/fs/bpf/loom", "Where BPF maps and programs are pinned.");
+DEFINE_string(cgroup_root, "/sys/fs/cgroup/loom", "The cgroup under which containers run.");
+DEFINE_string(cni_conf_dir, "/etc/cni/net.d", "The CNI configuration directory.");
+DEFINE_string(cni_bin_dir, "/opt/cni/bin", "The CNI plugin directory.");
+DEFINE_string(ingress_addr, "0.0.0.0:80", "The ingress HTTP listen address.");
+DEFINE_string(ingress_tls_addr, "0.0.0.0:443", "The ingress HTTPS listen address.");
+DEFINE_string(log_level, "info", "debug, info, warning or error.");
+DEFINE_string(node_lease_ttl, "10s", "The TTL of the node's lease in the store.");
+
+namespace {
+
+loom::agent::RawFlags FlagsAsGiven() {
+  loom::agent::RawFlags f;
+  f.node_name = FLAGS_node_name;
+  f.store = FLAGS_store;
+  f.state_dir = FLAGS_state_dir;
+  f.run_dir = FLAGS_run_dir;
+  f.api_socket = FLAGS_api_socket;
+  f.metrics_addr = FLAGS_metrics_addr;
+  f.underlay_iface = FLAGS_underlay_iface;
+  f.cluster_cidr = FLAGS_cluster_cidr;
+  f.node_cidr_size = FLAGS_node_cidr_size;
+  f.service_cidr = FLAGS_service_cidr;
+  f.cluster_domain = FLAGS_cluster_domain;
+  f.dns_addr = FLAGS_dns_addr;
+  f.dns_upstream = FLAGS_dns_upstream;
+  f.vxlan_vni = FLAGS_vxlan_vni;
+  f.vxlan_port = FLAGS_vxlan_port;
+  f.bpffs_dir = FLAGS_bpffs_dir;
+  f.cgroup_root = FLAGS_cgroup_root;
+  f.cni_conf_dir = FLAGS_cni_conf_dir;
+  f.cni_bin_dir = FLAGS_cni_bin_dir;
+  f.ingress_addr = FLAGS_ingress_addr;
+  f.ingress_tls_addr = FLAGS_ingress_tls_addr;
+  f.log_level = FLAGS_log_level;
+  f.node_lease_ttl = FLAGS_node_lease_ttl;
+  return f;
+}
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage("loomd [flags]: the Loom node agent");
+  gflags::SetVersionString(std::string(loom::kVersion));
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  if (argc > 1) {
+    std::fprintf(stderr, "loomd: unexpected argument \"%s\" (loomd takes only flags)\n", argv[1]);
+    return 2;
+  }
+  absl::StatusOr<loom::agent::LoomdConfig> config =
+      loom::agent::BuildConfig(FlagsAsGiven(), HostName());
+  if (!config.ok()) {
+    std::fprintf(stderr, "loomd: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  loom::SetLogLevel(config->log_level);
+
+  // Block the stop signals before any thread starts, so that only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  loom::agent::Daemon daemon(*config);
+  if (absl::Status s = daemon.Start(); !s.ok()) {
+    LOG_ERROR("loomd failed to start", {"error", s.message()});
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  LOG_INFO("stopping", {"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"});
+  daemon.Stop();
+  return 0;
+}
