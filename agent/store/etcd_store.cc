@@ -1,5 +1,9 @@
 #include "agent/store/etcd_store.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -377,6 +381,17 @@ class EtcdWatch : public Watch {
     return s;
   }
 
+  // The stream is idle while nothing changes: TCP keep-alives notice a peer that
+  // vanished without closing (a partition) in about 10 s, so the watch moves on.
+  static void EnableKeepalive(Connection& c) {
+    const int fd = c.stream.socket().native_handle();
+    int on = 1, idle = 4, interval = 2, count = 3;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
+  }
+
   absl::Status StreamOn(Connection& c, absl::Duration* delay) {
     const EtcdEndpoint& ep = client_->endpoints()[c.endpoint];
     Json create = {{"create_request",
@@ -401,6 +416,7 @@ class EtcdWatch : public Watch {
     http::async_read_header(c.stream, c.buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
     if (!RunUnlessStopping(c)) return absl::CancelledError("watch destroyed");
     if (ec) return NetError(ep, ec, client_->options().request_timeout);
+    EnableKeepalive(c);
     if (parser.get().result() != http::status::ok) {
       http::async_read(c.stream, c.buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
       RunUnlessStopping(c);

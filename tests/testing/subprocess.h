@@ -1,6 +1,8 @@
 // A child process for tests: started with fork/exec, stdout and stderr to a log
 // file (or inherited), killed with SIGKILL and reaped by the destructor if it is
-// still running, so a failing test leaves nothing behind.
+// still running, so a failing test leaves nothing behind. The child also gets
+// SIGKILL if the thread that started it exits (PR_SET_PDEATHSIG), so start
+// long-lived children from the test's main thread.
 #pragma once
 
 #include <sys/types.h>

@@ -204,9 +204,9 @@ TEST_F(EmbeddedStoreTest, SnapshotsTruncateTheLogAndReopenRestoresEverything) {
   // History from before the snapshot is gone: such a watcher resyncs.
   WatchRecorder rec;
   ASSERT_OK_AND_ASSIGN(auto watch, store->WatchPrefix("/k", 2, rec.Callback()));
-  ASSERT_TRUE(rec.WaitFor([](const auto& b) { return !b.empty(); }));
-  EXPECT_TRUE(rec.batches()[0].resync);
-  EXPECT_EQ(rec.batches()[0].snapshot, before.kvs);
+  WatchBatch first = rec.WaitForFirstBatch();
+  EXPECT_TRUE(first.resync);
+  EXPECT_EQ(first.snapshot, before.kvs);
 }
 
 TEST_F(EmbeddedStoreTest, LeasesSurviveAReopenWithAFreshTtl) {

@@ -360,8 +360,7 @@ TEST_P(StoreContractTest, WatchFromZeroStartsWithAResyncSnapshot) {
   Revision now = CurrentRevision();
   WatchRecorder rec;
   auto watch = MustWatch("/s/", 0, &rec);
-  ASSERT_TRUE(rec.WaitFor([](const auto& b) { return !b.empty(); }));
-  WatchBatch first = rec.batches()[0];
+  WatchBatch first = rec.WaitForFirstBatch();
   EXPECT_TRUE(first.resync);
   EXPECT_EQ(first.revision, now);
   ASSERT_EQ(first.snapshot.size(), 2u);
@@ -383,8 +382,7 @@ TEST_P(StoreContractTest, WatchFromACompactedRevisionResyncsThenContinues) {
   EXPECT_THAT(store_->Compact(r4 + 100), StatusIs(absl::StatusCode::kOutOfRange));
   WatchRecorder rec;
   auto watch = MustWatch("/c/", r1, &rec);
-  ASSERT_TRUE(rec.WaitFor([](const auto& b) { return !b.empty(); }));
-  WatchBatch first = rec.batches()[0];
+  WatchBatch first = rec.WaitForFirstBatch();
   EXPECT_TRUE(first.resync);
   EXPECT_GE(first.revision, r4);
   ASSERT_EQ(first.snapshot.size(), 1u);

@@ -44,6 +44,12 @@ class WatchRecorder {
                         [&] { return done(batches_); });
   }
 
+  // The first batch, once there is one (an empty batch on timeout).
+  WatchBatch WaitForFirstBatch(absl::Duration timeout = absl::Seconds(10)) {
+    if (!WaitFor([](const auto& b) { return !b.empty(); }, timeout)) return {};
+    return batches()[0];
+  }
+
   bool WaitForEvents(size_t n, absl::Duration timeout = absl::Seconds(10)) {
     return WaitFor(
         [n](const std::vector<WatchBatch>& batches) {
