@@ -8,6 +8,8 @@
 
 #include "agent/daemon/instrumented_store.h"
 #include "agent/daemon/underlay.h"
+#include "agent/services/object_api.h"
+#include "common/net/ip.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -49,12 +51,14 @@ int64_t PhysicalMemory() {
 }  // namespace
 
 Json AgentStatusToJson(const AgentStatus& s) {
-  return Json{{"node", s.node},
+  Json j = Json{{"node", s.node},
               {"version", s.version},
               {"store",
                {{"kind", s.store_kind}, {"healthy", s.store_healthy}, {"revision", s.revision}}},
               {"uptimeSeconds", s.uptime_seconds},
               {"ready", s.ready}};
+  if (!s.dns.is_null()) j["dns"] = s.dns;
+  return j;
 }
 
 Daemon::Daemon(LoomdConfig config) : config_(std::move(config)), start_time_(absl::Now()) {
@@ -86,7 +90,12 @@ bool Daemon::Ready(std::string* reason) const {
     *reason = StrCat("node lease: ", registrar->last_error());
     return false;
   }
-  return true;
+  NodeDns* dns = live_dns_.load();
+  if (dns == nullptr) {
+    *reason = "dns not started";
+    return false;
+  }
+  return dns->Ready(reason);
 }
 
 AgentStatus Daemon::Status() const {
@@ -103,6 +112,7 @@ AgentStatus Daemon::Status() const {
   }
   std::string reason;
   s.ready = Ready(&reason);
+  if (NodeDns* dns = live_dns_.load(); dns != nullptr) s.dns = dns->StatusJson();
   return s;
 }
 
@@ -119,7 +129,10 @@ http::Response Daemon::HandleReadyz() const {
 http::Response Daemon::HandleMetrics() const {
   std::string reason;
   ready_gauge_->Set(Ready(&reason) ? 1 : 0);
-  return {200, std::string(metrics::kContentType), metrics_.Render()};
+  NodeDns* dns = live_dns_.load();
+  if (dns != nullptr) dns->UpdateMetrics();
+  return {200, std::string(metrics::kContentType),
+          metrics_.Render() + (dns != nullptr ? dns->RenderLatency() : "")};
 }
 
 absl::Status Daemon::Start() {
@@ -145,6 +158,12 @@ absl::Status Daemon::Start() {
     }
     http::Router api_router;
     api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
+    RegisterObjectRoutes(api_router,
+                         {[this] { return live_services_.load(); },
+                          [this]() -> std::shared_ptr<const ServiceState> {
+                            ServiceController* c = live_controller_.load();
+                            return c == nullptr ? nullptr : c->Current();
+                          }});
     http::ServerOptions api_options;
     api_options.threads = 2;
     api_server_ = std::make_unique<http::HttpServer>(
@@ -182,6 +201,7 @@ absl::Status Daemon::Start() {
     RETURN_IF_ERROR(registrar_->Register());
     registrar_->Start();
     live_registrar_.store(registrar_.get());
+    RETURN_IF_ERROR(StartServicesAndDns());
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
@@ -197,12 +217,69 @@ absl::Status Daemon::Start() {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::StartServicesAndDns() {
+  ServiceRegistryOptions ro;
+  ro.cidr = {config_.service_cidr.address, config_.service_cidr.prefix_len};
+  if (absl::StatusOr<net::Ipv4Address> dns_ip = net::Ipv4Address::Parse(config_.dns_addr.host);
+      dns_ip.ok()) {
+    ro.reserved.push_back(dns_ip->ToHostOrder());
+  }
+  service_registry_ = std::make_unique<ServiceRegistry>(store_.get(), ro);
+  live_services_.store(service_registry_.get());
+
+  NodeDnsOptions dno;
+  dno.ip = config_.dns_addr.host;
+  dno.port = config_.dns_addr.port;
+  dno.domain = config_.cluster_domain;
+  dno.ttl = config_.dns_ttl_seconds;
+  dno.workers = config_.dns_workers;
+  dno.max_udp_size = config_.dns_max_udp_size;
+  if (config_.dns_forwarding && !config_.dns_upstream.empty()) {
+    for (const HostPort& hp : config_.dns_upstream) dno.upstreams.push_back(hp.ToString());
+  } else if (config_.dns_forwarding) {
+    absl::StatusOr<std::vector<std::string>> servers = dns::ReadResolvConf(config_.resolv_conf);
+    if (servers.ok()) {
+      for (const std::string& ip : *servers) dno.upstreams.push_back(StrCat(ip, ":53"));
+    } else {
+      LOG_WARNING("dns forwarding disabled: no upstream in the host's resolv.conf",
+                  {"error", servers.status().message()});
+    }
+  } else {
+    LOG_INFO("dns forwarding disabled (--dns-upstream=none): other names are REFUSED");
+  }
+  dno.address_file = StrCat(config_.run_dir, "/dns-address");
+  node_dns_ = std::make_unique<NodeDns>(dno, &metrics_);
+  RETURN_IF_ERROR(Annotate(node_dns_->Start(), "dns"));
+  live_dns_.store(node_dns_.get());
+
+  service_controller_ = std::make_unique<ServiceController>(store_.get());
+  NodeDns* dns = node_dns_.get();
+  service_controller_->Subscribe(
+      [dns](std::shared_ptr<const ServiceState> state) { dns->OnState(std::move(state)); });
+  RETURN_IF_ERROR(service_controller_->Start());
+  live_controller_.store(service_controller_.get());
+  return absl::OkStatus();
+}
+
+void Daemon::StopServicesAndDns() {
+  live_controller_.store(nullptr);
+  live_dns_.store(nullptr);
+  live_services_.store(nullptr);
+  // The controller first: it feeds DNS.
+  if (service_controller_) service_controller_->Stop();
+  if (node_dns_) node_dns_->Stop();
+}
+
 void Daemon::Undo() {
+  StopServicesAndDns();
   live_registrar_.store(nullptr);
   if (registrar_) registrar_->Stop();
   if (api_server_) api_server_->Stop();
   if (metrics_server_) metrics_server_->Stop();
   open_store_.store(nullptr);
+  service_controller_.reset();
+  node_dns_.reset();
+  service_registry_.reset();
   registrar_.reset();
   store_.reset();
   api_server_.reset();
@@ -215,14 +292,18 @@ void Daemon::Undo() {
 void Daemon::Stop() {
   if (!running_) return;
   running_ = false;
+  api_server_->Stop();
+  StopServicesAndDns();
   live_registrar_.store(nullptr);
   registrar_->Stop();
-  api_server_->Stop();
   metrics_server_->Stop();
   open_store_.store(nullptr);
   LOG_INFO("loomd stopped; node lease kept for a restart", {"node", config_.node_name},
            {"lease", registrar_->lease()},
            {"expires_in", absl::FormatDuration(config_.node_lease_ttl)});
+  service_controller_.reset();
+  node_dns_.reset();
+  service_registry_.reset();
   registrar_.reset();
   store_.reset();
   api_server_.reset();

@@ -110,7 +110,11 @@ class LoomdBinaryTest : public ::testing::Test {
                                      "--run-dir=" + run_,
                                      "--metrics-addr=127.0.0.1:" + std::to_string(port_),
                                      "--underlay-iface=lo",
-                                     "--node-lease-ttl=5s"};
+                                     "--node-lease-ttl=5s",
+                                     // DNS on loopback (already local: nothing is added to
+                                     // the machine's lo) and never the machine's resolver.
+                                     "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
+                                     "--dns-upstream=none"};
     for (auto& e : extra) args.push_back(e);
     return args;
   }
@@ -265,7 +269,8 @@ TEST_F(LoomdBinaryTest, SocketInUseByAnotherLoomd) {
   auto second = Start({kLoomd, "--node-name=other", "--state-dir=" + dir_ + "/state2",
                        "--run-dir=" + run2, "--api-socket=" + socket_,
                        "--metrics-addr=127.0.0.1:" + std::to_string(FreePort()),
-                       "--underlay-iface=lo"},
+                       "--underlay-iface=lo", "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
+                       "--dns-upstream=none"},
                       "second");
   EXPECT_EQ(second->Wait(), 1);
   std::vector<std::string> lines = Lines(second->Log());
