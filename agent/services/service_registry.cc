@@ -1,12 +1,11 @@
 #include "agent/services/service_registry.h"
 
-#include <arpa/inet.h>
-
 #include <random>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/net/ip.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -14,16 +13,13 @@ namespace loom::agent {
 namespace {
 
 std::string IpToString(uint32_t host_order) {
-  in_addr a{htonl(host_order)};
-  char buf[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &a, buf, sizeof buf);
-  return buf;
+  return net::Ipv4Address::FromHostOrder(host_order).ToString();
 }
 
 std::optional<uint32_t> ParseIp(const std::string& text) {
-  in_addr a;
-  if (inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
-  return ntohl(a.s_addr);
+  absl::StatusOr<net::Ipv4Address> a = net::Ipv4Address::Parse(text);
+  if (!a.ok()) return std::nullopt;
+  return a->ToHostOrder();
 }
 
 bool NeedsClusterIp(model::ServiceType t) {
