@@ -476,6 +476,7 @@ int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_
     stats_.rcode[static_cast<int>(Rcode::kFormErr)].fetch_add(1, std::memory_order_relaxed);
     return static_cast<int>(len);
   }
+  stats_.CountQtype(q.question.qtype);
   uint16_t client_udp = q.edns ? std::max<uint16_t>(q.edns->udp_size, kMinUdpSize) : kMinUdpSize;
   size_t capacity = tcp ? std::min(out_capacity, kMaxTcpMessage)
                         : std::min<size_t>({out_capacity, client_udp, options_.max_udp_size});

@@ -52,7 +52,17 @@ struct ServerStats {
   std::atomic<uint64_t> forwarded{0};
   std::atomic<uint64_t> truncated{0};
   std::atomic<uint64_t> rcode[16] = {};
+  // Decoded queries by QTYPE: the types of kCountedTypes, then every other type.
+  static constexpr uint16_t kCountedTypes[] = {1, 28, 33, 12, 16, 5, 6, 2, 255};
+  static constexpr size_t kQtypeSlots = sizeof(kCountedTypes) / sizeof(kCountedTypes[0]) + 1;
+  std::atomic<uint64_t> qtype[kQtypeSlots] = {};
   LatencyHistogram latency;
+
+  void CountQtype(uint16_t t) {
+    size_t i = 0;
+    while (i + 1 < kQtypeSlots && kCountedTypes[i] != t) ++i;
+    qtype[i].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // Holds the current zone snapshot; Set() from the store watch, read by workers.

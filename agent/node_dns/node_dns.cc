@@ -212,6 +212,14 @@ void NodeDns::UpdateMetrics() {
                                         "DNS queries received, by transport.", {"proto"});
   SyncCounter(requests.WithLabels({"udp"}), s.queries_udp.load());
   SyncCounter(requests.WithLabels({"tcp"}), s.queries_tcp.load());
+  auto& by_type = metrics_->AddCounter("loom_dns_queries_by_type_total",
+                                       "Decoded DNS queries, by QTYPE.", {"type"});
+  static const char* kTypeNames[] = {"A", "AAAA", "SRV", "PTR", "TXT", "CNAME", "SOA", "NS",
+                                     "ANY", "other"};
+  static_assert(sizeof(kTypeNames) / sizeof(kTypeNames[0]) == dns::ServerStats::kQtypeSlots);
+  for (size_t i = 0; i < dns::ServerStats::kQtypeSlots; ++i) {
+    SyncCounter(by_type.WithLabels({kTypeNames[i]}), s.qtype[i].load());
+  }
   auto& responses =
       metrics_->AddCounter("loom_dns_responses_total", "DNS responses, by rcode.", {"rcode"});
   for (int i = 0; i < 16; ++i) {

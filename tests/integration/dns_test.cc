@@ -11,7 +11,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <set>
+#include <thread>
 
 #include "absl/strings/str_split.h"
 #include "common/model/objects.h"
@@ -307,6 +310,10 @@ TEST_F(DnsTest, EveryRecordFormOverUdpAndTcpWithMixedCase) {
   }
   auto status = Loomctl({"status"});
   EXPECT_THAT(status.out, HasSubstr("169.254.20.10:53"));
+  EXPECT_GE(Metric("loom_dns_queries_by_type_total{type=\"SRV\"}"), 4);
+  EXPECT_GE(Metric("loom_dns_responses_total{rcode=\"NXDOMAIN\"}"), 2);
+  EXPECT_GE(Metric("loom_dns_requests_total{proto=\"tcp\"}"), 10);
+  EXPECT_GE(Metric("loom_dns_request_duration_seconds_count"), 20);
 }
 
 TEST_F(DnsTest, GetentInAPodResolvesThroughTheSearchList) {
@@ -530,6 +537,93 @@ TEST_F(DnsTest, LoomdRemovesTheAddressItAddedOnStop) {
   EXPECT_THAT(InNode({"ip", "-4", "addr", "show", "dev", "lo"}),
               Not(HasSubstr("169.254.20.10")));
   ASSERT_OK(cluster_->StartLoomd(0));
+}
+
+// Two agents sharing etcd: concurrent applies through both never hand out one
+// ClusterIP twice, and each agent's DNS answers for services applied on the other.
+TEST(DnsMultiNodeTest, TwoAgentsAllocateDistinctIpsAndBothAnswer) {
+  LOOM_REQUIRE_ROOT();
+  LOOM_REQUIRE(access("/usr/bin/etcd", X_OK) == 0, "etcd (package etcd-server)");
+  LOOM_REQUIRE(access("/usr/bin/dig", X_OK) == 0, "dig (package bind9-dnsutils)");
+  testing::ClusterOptions co;
+  co.nodes = 2;
+  // A small service CIDR makes collisions likely if CAS were missing.
+  co.extra_loomd_flags = {"--service-cidr=10.96.0.0/27"};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<testing::Cluster> cluster, testing::Cluster::Create(co));
+  auto loomctl = [&](int node, std::vector<std::string> args) {
+    std::vector<std::string> argv = {StrCat(LOOM_BIN_DIR, "/loomctl"),
+                                     StrCat("--socket=", cluster->node(node).api_socket)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = testing::RunCommand(argv);
+    return r.ok() ? *r : testing::CommandResult{};
+  };
+  for (int node = 0; node < 2; ++node) {
+    std::string docs;
+    for (int i = 0; i < 12; ++i) {
+      docs += StrCat("---\nkind: Service\nmetadata: {name: n", node, "s", i,
+                     "}\nspec: {ports: [{port: 80}]}\n");
+    }
+    std::ofstream(StrCat(cluster->node(node).dir, "/many.yaml")) << docs;
+  }
+  std::vector<std::thread> threads;
+  testing::CommandResult results[2];
+  for (int node = 0; node < 2; ++node) {
+    threads.emplace_back([&, node] {
+      results[node] = loomctl(node, {"apply", "-f", StrCat(cluster->node(node).dir, "/many.yaml")});
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int node = 0; node < 2; ++node) ASSERT_EQ(results[node].exit_code, 0) << results[node].err;
+
+  auto list = loomctl(0, {"get", "services", "-o", "json"});
+  ASSERT_OK_AND_ASSIGN(Json j, ParseJson(list.out));
+  std::set<std::string> ips;
+  std::map<std::string, std::string> by_name;
+  for (const Json& s : j["items"]) {
+    std::string ip = s["spec"].value("clusterIP", "");
+    ips.insert(ip);
+    by_name[s["metadata"].value("name", "")] = ip;
+  }
+  EXPECT_EQ(by_name.size(), 24u);
+  EXPECT_EQ(ips.size(), 24u);  // distinct
+  ASSERT_OK_AND_ASSIGN(std::vector<std::string> claims, cluster->StoreKeys("/loom/serviceips/"));
+  EXPECT_EQ(claims.size(), 24u);
+
+  // Each agent answers for the services applied through the other.
+  for (int node = 0; node < 2; ++node) {
+    std::string name = StrCat("n", 1 - node, "s7");
+    std::string got;
+    for (int i = 0; i < 50 && got != by_name[name] + "\n"; ++i) {
+      auto r = cluster->ExecInNode(node, {"dig", StrCat("@", kDnsIp), "+short", "+tries=1",
+                                          StrCat(name, ".default.svc.cluster.local")});
+      got = r.ok() ? *r : "";
+      if (got != by_name[name] + "\n") absl::SleepFor(absl::Milliseconds(100));
+    }
+    EXPECT_EQ(got, by_name[name] + "\n") << "node " << node;
+  }
+  // The CIDR has 30 usable addresses minus none reserved; 24 used. The same requested
+  // address from both agents at once: exactly one wins.
+  std::string free_ip;
+  for (int last = 1; last < 31 && free_ip.empty(); ++last) {
+    std::string ip = StrCat("10.96.0.", last);
+    if (!ips.contains(ip)) free_ip = ip;
+  }
+  ASSERT_FALSE(free_ip.empty());
+  for (int node = 0; node < 2; ++node) {
+    std::ofstream(StrCat(cluster->node(node).dir, "/want.yaml"))
+        << "kind: Service\nmetadata: {name: want" << node << "}\nspec: {clusterIP: " << free_ip
+        << ", ports: [{port: 80}]}\n";
+  }
+  threads.clear();
+  for (int node = 0; node < 2; ++node) {
+    threads.emplace_back([&, node] {
+      results[node] = loomctl(node, {"apply", "-f", StrCat(cluster->node(node).dir, "/want.yaml")});
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ((results[0].exit_code == 0) + (results[1].exit_code == 0), 1)
+      << results[0].err << results[1].err;
+  EXPECT_THAT(results[0].err + results[1].err, HasSubstr("is already allocated to service"));
 }
 
 }  // namespace

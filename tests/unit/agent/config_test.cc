@@ -24,6 +24,11 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.node_cidr_size, 24);
   EXPECT_EQ(c.dns_addr, (HostPort{"169.254.20.10", 53}));
   EXPECT_TRUE(c.dns_upstream.empty());
+  EXPECT_TRUE(c.dns_forwarding);
+  EXPECT_EQ(c.resolv_conf, "/etc/resolv.conf");
+  EXPECT_EQ(c.dns_ttl_seconds, 5u);
+  EXPECT_EQ(c.dns_workers, 1);
+  EXPECT_EQ(c.dns_max_udp_size, 1232);
   EXPECT_EQ(c.vxlan_vni, 1u);
   EXPECT_EQ(c.vxlan_port, 4789);
   EXPECT_EQ(c.ingress_addr, (HostPort{"0.0.0.0", 80}));
@@ -84,6 +89,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"dns-addr", [](RawFlags& f) { f.dns_addr = "[::1:53"; }, "want [ipv6]:port"},
         BadFlag{"dns-upstream", [](RawFlags& f) { f.dns_upstream = "1.1.1.1,nope"; },
                 "not an IPv4 address"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "1.5s"; }, "whole seconds"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "-1s"; }, "whole seconds"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "two"; }, "whole seconds"},
+        BadFlag{"dns-workers", [](RawFlags& f) { f.dns_workers = 0; }, "1..64"},
+        BadFlag{"dns-max-udp-size", [](RawFlags& f) { f.dns_max_udp_size = 511; }, "512..4096"},
         BadFlag{"ingress-addr", [](RawFlags& f) { f.ingress_addr = "0.0.0.0:-1"; },
                 "port must be"},
         BadFlag{"ingress-tls-addr", [](RawFlags& f) { f.ingress_tls_addr = "x"; }, "want"},
@@ -123,6 +133,20 @@ TEST(ConfigTest, ParsesGoodValues) {
   EXPECT_EQ(c.dns_upstream[2].ToString(), "[2001:db8::1]:53");
   EXPECT_EQ(c.node_lease_ttl, absl::Milliseconds(2500));
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
+}
+
+TEST(ConfigTest, DnsUpstreamNoneTurnsForwardingOff) {
+  RawFlags f;
+  f.dns_upstream = "none";
+  f.dns_ttl = "0s";
+  f.dns_workers = 4;
+  f.dns_max_udp_size = 4096;
+  ASSERT_OK_AND_ASSIGN(LoomdConfig c, BuildConfig(f, "host1"));
+  EXPECT_FALSE(c.dns_forwarding);
+  EXPECT_TRUE(c.dns_upstream.empty());
+  EXPECT_EQ(c.dns_ttl_seconds, 0u);
+  EXPECT_EQ(c.dns_workers, 4);
+  EXPECT_EQ(c.dns_max_udp_size, 4096);
 }
 
 TEST(ConfigTest, ParseHostPortAllowsZeroOnlyWhenAsked) {
