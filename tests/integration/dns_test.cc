@@ -308,6 +308,9 @@ TEST_F(DnsTest, EveryRecordFormOverUdpAndTcpWithMixedCase) {
                 HasSubstr("0 100 80 web.default.svc.cluster.local.")) << transport;
     EXPECT_EQ(with({"-x", "10.244.0.10"}), "db-0.db.default.svc.cluster.local.\n") << transport;
   }
+  auto eps = Loomctl({"get", "endpoints", "db"});
+  EXPECT_THAT(eps.out, ::testing::MatchesRegex(
+                           "(.|\n)*default +db +10\\.244\\.0\\.10:5432,10\\.244\\.0\\.11:5432 +1\n"));
   auto status = Loomctl({"status"});
   EXPECT_THAT(status.out, HasSubstr("169.254.20.10:53"));
   EXPECT_GE(Metric("loom_dns_queries_by_type_total{type=\"SRV\"}"), 4);

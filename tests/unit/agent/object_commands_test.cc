@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "agent/cli/cli.h"
 #include "agent/services/object_api.h"
@@ -160,6 +162,15 @@ spec: {ports: [{port: 80}]}
   std::tie(rc, out, err) = Run({"get", "pods"});
   EXPECT_EQ(rc, 2);
   EXPECT_THAT(err, HasSubstr("unknown kind \"pods\""));
+}
+
+TEST_F(ObjectCommandsTest, ApplyReadsStdin) {
+  std::istringstream in(kTwo);
+  std::streambuf* saved = std::cin.rdbuf(in.rdbuf());
+  auto [rc, out, err] = Run({"apply", "-f", "-"});
+  std::cin.rdbuf(saved);
+  EXPECT_EQ(rc, 0) << err;
+  EXPECT_EQ(out, "service/web created\nservice/db created\n");
 }
 
 TEST(ObjectTablesTest, EndpointsTable) {
