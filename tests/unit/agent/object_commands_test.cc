@@ -10,6 +10,7 @@
 #include "agent/services/object_api.h"
 #include "common/http/server.h"
 #include "gmock/gmock.h"
+#include "tests/unit/agent/captured_output.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
@@ -20,22 +21,6 @@ using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 using ::testing::Not;
 
-struct Captured {
-  Captured() : out(tmpfile()), err(tmpfile()) {}
-  ~Captured() {
-    fclose(out);
-    fclose(err);
-  }
-  static std::string Read(FILE* f) {
-    std::string s;
-    rewind(f);
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
-    return s;
-  }
-  FILE* out;
-  FILE* err;
-};
 
 class ObjectCommandsTest : public ::testing::Test {
  protected:
