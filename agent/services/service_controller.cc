@@ -132,13 +132,15 @@ void ServiceController::OnPods(const store::WatchBatch& batch) {
 std::shared_ptr<const ServiceState> ServiceController::Build() {
   // Called with mu_ held.
   auto state = std::make_shared<ServiceState>();
-  std::vector<const model::Pod*> pods;
-  pods.reserve(pods_.size());
-  for (const auto& [k, p] : pods_) pods.push_back(&p);
+  // A service selects pods of its own namespace only: group them once.
+  absl::flat_hash_map<std::string, std::vector<const model::Pod*>> pods_by_ns;
+  for (const auto& [k, p] : pods_) pods_by_ns[p.meta.ns].push_back(&p);
+  static const std::vector<const model::Pod*> kNone;
   state->services.reserve(services_.size());
   for (const auto& [k, s] : services_) {
     state->services.push_back(s);
-    state->endpoints[k] = model::DeriveEndpoints(s, pods);
+    auto it = pods_by_ns.find(s.meta.ns);
+    state->endpoints[k] = model::DeriveEndpoints(s, it == pods_by_ns.end() ? kNone : it->second);
   }
   state->pods = pods_.size();
   state->revision = revision_;
