@@ -167,5 +167,17 @@ TEST(ObjectTablesTest, EndpointsTable) {
             "default     db     10.244.0.10:5432   1\n");
 }
 
+TEST(ObjectTablesTest, StatusShowsDns) {
+  Json status = Json::parse(R"({"node": "n1", "ready": true, "dns": {
+      "address": "169.254.20.10:53", "serving": true, "zone": {"services": 3, "names": 17},
+      "forwarding": {"enabled": true, "upstreams": ["10.0.0.2:53", "10.0.0.3:53"],
+                     "healthy": ["10.0.0.2:53"], "loopDetected": false}}})");
+  std::string table = FormatStatusTable(status);
+  EXPECT_THAT(table, HasSubstr("DNS                SERVING   SERVICES   NAMES   UPSTREAMS\n"
+                               "169.254.20.10:53   yes       3          17      1/2 healthy\n"));
+  status["dns"]["forwarding"] = {{"enabled", false}};
+  EXPECT_THAT(FormatStatusTable(status), HasSubstr("17      none"));
+}
+
 }  // namespace
 }  // namespace loom::cli
