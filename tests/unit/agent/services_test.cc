@@ -2,6 +2,7 @@
 // controller, against the embedded store in a temporary directory.
 #include <filesystem>
 #include <future>
+#include <map>
 
 #include "agent/services/service_controller.h"
 #include "agent/services/service_registry.h"
@@ -200,6 +201,78 @@ TEST_F(ServicesTest, ControllerPublishesServicesAndEndpoints) {
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
     return s.services.size() == 1 && s.endpoints.at("default/api").endpoints.empty();
   }));
+  controller.Stop();
+}
+
+// A store whose watches the test drives by hand (for resync batches).
+class ScriptedStore : public store::Store {
+ public:
+  absl::StatusOr<std::optional<store::KeyValue>> Get(std::string_view) override { return No(); }
+  absl::StatusOr<store::RangeResult> Range(std::string_view) override { return No(); }
+  absl::StatusOr<store::Revision> Put(std::string_view, std::string_view, store::LeaseId) override {
+    return No();
+  }
+  absl::StatusOr<int64_t> Delete(std::string_view) override { return No(); }
+  absl::StatusOr<store::TxnResult> Commit(const store::Txn&) override { return No(); }
+  absl::StatusOr<store::LeaseId> GrantLease(absl::Duration) override { return No(); }
+  absl::Status KeepAlive(store::LeaseId) override { return No(); }
+  absl::Status RevokeLease(store::LeaseId) override { return No(); }
+  absl::Status Compact(store::Revision) override { return No(); }
+  absl::StatusOr<std::unique_ptr<store::Watch>> WatchPrefix(std::string_view prefix,
+                                                            store::Revision,
+                                                            store::WatchCallback cb) override {
+    callbacks[std::string(prefix)] = std::move(cb);
+    return std::make_unique<store::Watch>();
+  }
+  std::map<std::string, store::WatchCallback> callbacks;
+
+ private:
+  static absl::Status No() { return absl::UnimplementedError("scripted"); }
+};
+
+store::KeyValue ServiceKv(const std::string& name, int64_t rev) {
+  auto svc = model::ServiceFromManifest(Manifest(
+      "kind: Service\nmetadata: {name: " + name + "}\nspec: {clusterIP: None, selector: {app: " +
+      name + "}}\n"));
+  EXPECT_TRUE(svc.ok()) << svc.status();
+  return {ServiceKey("default", name), StoredService{*svc, ""}.ToJson().dump(), rev, rev, 1, 0};
+}
+
+TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
+  ScriptedStore store;
+  ServiceController controller(&store, {absl::Milliseconds(1)});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<const ServiceState> last;
+  controller.Subscribe([&](std::shared_ptr<const ServiceState> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    last = std::move(s);
+    cv.notify_all();
+  });
+  ASSERT_OK(controller.Start());
+  auto wait_for = [&](auto pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(5), [&] { return last && pred(*last); });
+  };
+  auto& services = store.callbacks.at(std::string(kServicesPrefix));
+  auto& pods = store.callbacks.at(std::string(kPodsPrefix));
+  store::WatchBatch first{true, {ServiceKv("a", 2), ServiceKv("b", 3)}, {}, 3};
+  services(first);
+  EXPECT_EQ(controller.Current(), nullptr);  // pods not synced yet: nothing published
+  pods(store::WatchBatch{true, {}, {}, 3});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 2; }));
+
+  // Events, then a resync without "a" (history compacted meanwhile): a is gone.
+  services(store::WatchBatch{false, {}, {{store::Event::Type::kPut, ServiceKv("c", 4)}}, 4});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 3; }));
+  services(store::WatchBatch{true, {ServiceKv("b", 3), ServiceKv("d", 9)}, {}, 9});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) {
+    return s.services.size() == 2 && s.services[0].meta.name == "b" &&
+           s.services[1].meta.name == "d" && s.revision == 9;
+  }));
+  services(store::WatchBatch{
+      false, {}, {{store::Event::Type::kDelete, {ServiceKey("default", "b"), "", 0, 10, 0, 0}}}, 10});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 1; }));
   controller.Stop();
 }
 
