@@ -300,6 +300,25 @@ TEST_F(LoomdBinaryTest, MetricsAddressInUse) {
   EXPECT_FALSE(fs::exists(state_));
 }
 
+TEST_F(LoomdBinaryTest, DnsAddressInUseFailsStartCleanly) {
+  uint16_t dns_port = FreePort();
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(dns_port);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto loomd = Start(Args({"--dns-addr=127.0.0.1:" + std::to_string(dns_port)}), "dns");
+  EXPECT_EQ(loomd->Wait(), 1);
+  close(fd);
+  std::vector<std::string> lines = Lines(loomd->Log());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines.back(), HasSubstr("level=error"));
+  EXPECT_THAT(lines.back(),
+              HasSubstr("dns: dns udp listen 127.0.0.1:" + std::to_string(dns_port)));
+  EXPECT_FALSE(fs::exists(socket_)) << "socket left behind";
+}
+
 TEST_F(LoomdBinaryTest, LoomctlWithoutLoomd) {
   Child ctl({kLoomctl, "--socket", socket_, "status"}, dir_ + "/ctl.log");
   EXPECT_EQ(ctl.Wait(), 1);
