@@ -262,6 +262,21 @@ std::optional<std::string_view> WildcardKey(std::string_view host) {
   return host.substr(dot + 1);
 }
 
+// The entry for a normalised host: an exact name beats a "*." wildcard (kept under
+// its parent domain), which beats the entry for any host.
+template <typename V>
+const V* MostSpecific(const absl::flat_hash_map<std::string, V>& exact,
+                      const absl::flat_hash_map<std::string, V>& wildcard,
+                      const std::optional<V>& any, std::string_view host) {
+  if (!host.empty()) {
+    if (auto it = exact.find(ToAbsl(host)); it != exact.end()) return &it->second;
+    if (auto parent = WildcardKey(host)) {
+      if (auto it = wildcard.find(ToAbsl(*parent)); it != wildcard.end()) return &it->second;
+    }
+  }
+  return any ? &*any : nullptr;
+}
+
 }  // namespace
 
 std::string_view PathTypeName(PathType type) {
@@ -411,7 +426,12 @@ Router Router::Build(std::span<const Ingress> ingresses) {
         uint32_t idx = add_route(*ing, {.host = rule.host, .path = p.path, .type = p.type,
                                         .backends = p.backends, .timeout_seconds = p.timeout_seconds,
                                         .retries = p.retries});
-        (p.type == PathType::kExact ? hr->exact : hr->prefix).emplace(path_key, idx);
+        if (p.type == PathType::kExact) {
+          hr->exact.emplace(path_key, idx);
+        } else {
+          hr->prefix.emplace(path_key, idx);
+          hr->longest_prefix = std::max(hr->longest_prefix, path_key.size());
+        }
       }
     }
     if (ing->default_backend) {
@@ -446,15 +466,7 @@ Router Router::Build(std::span<const Ingress> ingresses) {
 }
 
 const Router::HostRoutes* Router::FindHost(std::string_view host) const {
-  if (!host.empty()) {
-    if (auto it = exact_hosts_.find(ToAbsl(host)); it != exact_hosts_.end()) return &it->second;
-    if (auto parent = WildcardKey(host)) {
-      if (auto it = wildcard_hosts_.find(ToAbsl(*parent)); it != wildcard_hosts_.end()) {
-        return &it->second;
-      }
-    }
-  }
-  return any_host_ ? &*any_host_ : nullptr;
+  return MostSpecific(exact_hosts_, wildcard_hosts_, any_host_, host);
 }
 
 const Route* Router::MatchPath(const HostRoutes& routes, std::string_view path) const {
@@ -464,8 +476,10 @@ const Route* Router::MatchPath(const HostRoutes& routes, std::string_view path) 
   // Element boundaries from the longest prefix down: "/a/b/" -> "/a/b", "/a", "".
   std::string_view candidate = StripTrailingSlashes(path);
   while (true) {
-    if (auto it = routes.prefix.find(ToAbsl(candidate)); it != routes.prefix.end()) {
-      return &routes_[it->second];
+    if (candidate.size() <= routes.longest_prefix) {
+      if (auto it = routes.prefix.find(ToAbsl(candidate)); it != routes.prefix.end()) {
+        return &routes_[it->second];
+      }
     }
     if (candidate.empty()) return nullptr;
     candidate = StripTrailingSlashes(candidate.substr(0, candidate.rfind('/')));
@@ -485,16 +499,7 @@ const Route* Router::Match(std::string_view host, std::string_view target) const
 
 const std::string* Router::CertificateFor(std::string_view server_name) const {
   char buf[kMaxHost];
-  std::string_view host = NormalizeHost(server_name, buf);
-  if (!host.empty()) {
-    if (auto it = exact_certs_.find(ToAbsl(host)); it != exact_certs_.end()) return &it->second;
-    if (auto parent = WildcardKey(host)) {
-      if (auto it = wildcard_certs_.find(ToAbsl(*parent)); it != wildcard_certs_.end()) {
-        return &it->second;
-      }
-    }
-  }
-  return any_cert_ ? &*any_cert_ : nullptr;
+  return MostSpecific(exact_certs_, wildcard_certs_, any_cert_, NormalizeHost(server_name, buf));
 }
 
 }  // namespace loom::lb::ingress

@@ -151,6 +151,7 @@ class Router {
   struct HostRoutes {
     absl::flat_hash_map<std::string, uint32_t> exact;   // path -> route
     absl::flat_hash_map<std::string, uint32_t> prefix;  // path without trailing '/' ("/" is "")
+    size_t longest_prefix = 0;  // longer candidates are cut without a lookup
   };
   const HostRoutes* FindHost(std::string_view normalized_host) const;
   const Route* MatchPath(const HostRoutes& routes, std::string_view path) const;
