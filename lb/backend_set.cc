@@ -16,6 +16,15 @@ std::string ServiceFrontend::ToString() const {
   return StrCat(vip.ToString(), ":", port, "/", model::ProtocolName(protocol));
 }
 
+namespace {
+
+void SortUnique(std::vector<BackendAddress>& v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+}
+
+}  // namespace
+
 absl::StatusOr<ServiceBackendSet> BuildBackendSet(const model::Service& service,
                                                   const model::EndpointSet& endpoints) {
   ServiceBackendSet set;
@@ -45,16 +54,20 @@ absl::StatusOr<ServiceBackendSet> BuildBackendSet(const model::Service& service,
                                                  " has ", ep.ports.size(), " ports, not ",
                                                  service.ports.size()));
       }
-      if (!ep.ready || ep.ports[i] == 0) continue;
+      if (ep.ports[i] == 0) continue;
       absl::StatusOr<net::Ipv4Address> ip = net::Ipv4Address::Parse(ep.ip);
       if (!ip.ok()) {
         return absl::InvalidArgumentError(
             StrCat("service ", set.service, ": endpoint \"", ep.ip, "\" is not IPv4"));
       }
-      fe.backends.push_back({*ip, ep.ports[i], sp.protocol});
+      (ep.ready ? fe.backends : fe.draining).push_back({*ip, ep.ports[i], sp.protocol});
     }
-    std::sort(fe.backends.begin(), fe.backends.end());
-    fe.backends.erase(std::unique(fe.backends.begin(), fe.backends.end()), fe.backends.end());
+    SortUnique(fe.backends);
+    SortUnique(fe.draining);
+    // An address both ready and not (two pods, one IP, during a restart) is ready.
+    std::erase_if(fe.draining, [&](const BackendAddress& b) {
+      return std::binary_search(fe.backends.begin(), fe.backends.end(), b);
+    });
     set.frontends.push_back(std::move(fe));
   }
   std::sort(set.frontends.begin(), set.frontends.end(),
@@ -188,12 +201,23 @@ absl::StatusOr<UpdatePlan> PlanServiceUpdate(const ProgrammedService& current,
     }
   }
 
+  // Draining backends keep the entry they have; they are never written anew.
+  std::vector<std::vector<BackendAddress>> retained(desired.frontends.size());
+  for (size_t i = 0; i < desired.frontends.size(); ++i) {
+    for (const BackendAddress& b : desired.frontends[i].draining) {
+      if (!ids.Find(b)) continue;
+      (void)ids.Acquire(b);  // cannot fail: it holds an id
+      retained[i].push_back(b);
+    }
+  }
+
   // 2. Slots, per frontend.
   static const std::vector<BackendAddress> kNone;
-  for (const FrontendBackends& f : desired.frontends) {
+  for (size_t i = 0; i < desired.frontends.size(); ++i) {
+    const FrontendBackends& f = desired.frontends[i];
     const Frontend* old = FindFrontend(current, f.frontend);
     const std::vector<BackendAddress>& old_slots = old ? old->slots : kNone;
-    Frontend next{f.frontend, LayOutSlots(old_slots, f.backends)};
+    Frontend next{f.frontend, LayOutSlots(old_slots, f.backends), std::move(retained[i])};
     for (size_t j = 0; j < next.slots.size(); ++j) {
       if (j < old_slots.size() && old_slots[j] == next.slots[j]) continue;
       ops.push_back({.kind = MapOp::Kind::kPutSlot, .frontend = f.frontend,
@@ -229,10 +253,12 @@ absl::StatusOr<UpdatePlan> PlanServiceUpdate(const ProgrammedService& current,
 
   // 5. Backends that no slot names any more.
   for (const Frontend& f : current.frontends) {
-    for (const BackendAddress& b : f.slots) {
-      std::optional<uint32_t> id = ids.Find(b);
-      if (id && ids.Release(b)) {
-        ops.push_back({.kind = MapOp::Kind::kDeleteBackend, .backend_id = *id});
+    for (const auto* list : {&f.slots, &f.retained}) {
+      for (const BackendAddress& b : *list) {
+        std::optional<uint32_t> id = ids.Find(b);
+        if (id && ids.Release(b)) {
+          ops.push_back({.kind = MapOp::Kind::kDeleteBackend, .backend_id = *id});
+        }
       }
     }
   }

@@ -51,6 +51,10 @@ struct FrontendBackends {
   std::string port_name;   // the service port's name ("" for a single unnamed port)
   uint16_t node_port = 0;  // NodePort services: also reachable on every node here
   std::vector<BackendAddress> backends;  // ready ones only, sorted, no duplicates
+  // Endpoints that exist but are not ready (unready or terminating), sorted: they get
+  // no slot, so no new connection, but keep their backend entry while they exist, so
+  // connections already tracked to them (tc path) still translate.
+  std::vector<BackendAddress> draining;
 
   friend bool operator==(const FrontendBackends&, const FrontendBackends&) = default;
 };
@@ -64,7 +68,7 @@ struct ServiceBackendSet {
 
 // The backend set of `service` from its derived endpoints: for each service port,
 // the ready endpoints with that port's target port. Endpoints that are not ready
-// (unready or terminating) have no slot, and neither has an endpoint whose pod lacks
+// (unready or terminating) are draining: no slot. An endpoint whose pod lacks
 // a named target port. Services without a cluster IP (Headless, ExternalName, or
 // not yet allocated) have no frontend. Errors: an unparsable cluster or endpoint IP,
 // an endpoint set of another service, an endpoint without one port per service port.
@@ -129,6 +133,7 @@ struct ProgrammedService {
   struct Frontend {
     ServiceFrontend frontend;
     std::vector<BackendAddress> slots;
+    std::vector<BackendAddress> retained;  // draining backends whose entry is kept
     friend bool operator==(const Frontend&, const Frontend&) = default;
   };
   std::vector<Frontend> frontends;  // sorted by frontend
@@ -148,6 +153,8 @@ struct UpdatePlan {
 //   3. each frontend's count is written, or the frontend deleted (count first);
 //   4. slots beyond the new count are deleted;
 //   5. backends no frontend uses any more are deleted.
+// A draining backend keeps its backend entry if it had one (no slot), and loses it
+// once it leaves the endpoints; a draining backend never seen before is not written.
 // So a reader never sees a count beyond the written slots, nor a slot naming a
 // missing backend. Plans from one allocator must run in the order they were made.
 // On error (ids exhausted) the allocator is left as it was.

@@ -57,6 +57,8 @@ TEST(BuildBackendSetTest, ReadyEndpointsPerPort) {
   EXPECT_EQ(http.frontend, kHttp);
   // Unready (and terminating) 10.244.0.4 has no slot; 10.244.0.5 lacks the dns port only.
   EXPECT_THAT(http.backends, ElementsAre(Addr(2), Addr(3), Addr(5)));
+  EXPECT_THAT(http.draining, ElementsAre(Addr(4)));
+  EXPECT_THAT(dns.draining, ElementsAre(Addr(4, 5353, model::Protocol::kUdp)));
   EXPECT_EQ(http.backends[0].ToString(), "10.244.0.2:8080/TCP");
 }
 
@@ -161,6 +163,12 @@ struct FakeMaps {
         ASSERT_EQ(backends.at(*id), f.slots[j]);
         used.insert(*id);
       }
+      for (const BackendAddress& b : f.retained) {
+        auto id = ids.Find(b);
+        ASSERT_TRUE(id.has_value());
+        ASSERT_EQ(backends.at(*id), b);
+        used.insert(*id);
+      }
       entries += 1 + f.slots.size();
     }
     ASSERT_EQ(services.size(), entries);
@@ -197,6 +205,36 @@ TEST(PlanServiceUpdateTest, RemovalFillsTheGapThenShrinksThenDeletes) {
                                "put count 10.96.0.10:80/TCP = 2",
                                "delete slot 10.96.0.10:80/TCP #3",
                                "delete backend 2"));
+}
+
+// Terminating (or unready) backends get no new connection but keep their entry,
+// so tracked connections still translate, until they leave the endpoints.
+TEST(PlanServiceUpdateTest, DrainingBackendKeepsItsEntryUntilGone) {
+  BackendIdAllocator ids;
+  ASSERT_OK_AND_ASSIGN(UpdatePlan first, PlanServiceUpdate({}, OnePort({2, 3}), ids));
+  ServiceBackendSet draining = OnePort({2});
+  draining.frontends[0].draining = {Addr(3), Addr(9)};  // 9 never had an entry
+  ASSERT_OK_AND_ASSIGN(UpdatePlan drain, PlanServiceUpdate(first.programmed, draining, ids));
+  std::vector<std::string> ops;
+  for (const MapOp& op : drain.ops) ops.push_back(op.ToString());
+  EXPECT_THAT(ops, ElementsAre("put count 10.96.0.10:80/TCP = 1", "delete slot 10.96.0.10:80/TCP #2"));
+  EXPECT_THAT(drain.programmed.frontends[0].retained, ElementsAre(Addr(3)));
+  EXPECT_EQ(ids.Find(Addr(3)), 2u);
+  EXPECT_EQ(ids.Find(Addr(9)), std::nullopt);
+  ASSERT_OK_AND_ASSIGN(UpdatePlan still, PlanServiceUpdate(drain.programmed, draining, ids));
+  EXPECT_TRUE(still.ops.empty());
+  // Ready again: back in a slot under the id it kept.
+  ASSERT_OK_AND_ASSIGN(UpdatePlan back, PlanServiceUpdate(still.programmed, OnePort({2, 3}), ids));
+  ops.clear();
+  for (const MapOp& op : back.ops) ops.push_back(op.ToString());
+  EXPECT_THAT(ops, ElementsAre("put slot 10.96.0.10:80/TCP #2 = 2", "put count 10.96.0.10:80/TCP = 2"));
+  // Draining again, then gone from the endpoints: the entry goes.
+  ASSERT_OK_AND_ASSIGN(UpdatePlan drain2, PlanServiceUpdate(back.programmed, draining, ids));
+  ASSERT_OK_AND_ASSIGN(UpdatePlan gone, PlanServiceUpdate(drain2.programmed, OnePort({2}), ids));
+  ops.clear();
+  for (const MapOp& op : gone.ops) ops.push_back(op.ToString());
+  EXPECT_THAT(ops, ElementsAre("delete backend 2"));
+  EXPECT_EQ(ids.size(), 1u);
 }
 
 TEST(PlanServiceUpdateTest, UnchangedSetIsNoOp) {
@@ -274,6 +312,12 @@ TEST(PlanServiceUpdateTest, EveryIntermediateStateIsReadable) {
       }
       std::sort(f.backends.begin(), f.backends.end());
       f.backends.erase(std::unique(f.backends.begin(), f.backends.end()), f.backends.end());
+      for (int i = 0; i < 3; ++i) {  // a few go unready or terminating
+        BackendAddress b{net::Ipv4Address(10, 244, 0, 2 + rng() % 20), fe.port, fe.protocol};
+        if (!std::binary_search(f.backends.begin(), f.backends.end(), b)) f.draining.push_back(b);
+      }
+      std::sort(f.draining.begin(), f.draining.end());
+      f.draining.erase(std::unique(f.draining.begin(), f.draining.end()), f.draining.end());
       desired.frontends.push_back(std::move(f));
     }
     ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate(state, desired, ids));
