@@ -113,7 +113,7 @@ absl::StatusOr<ContainerCgroup> CgroupDriver::Create(const std::string& id,
   };
   for (const std::string& dir : cg.dirs) {
     size_t slash = dir.rfind('/');
-    RETURN_IF_ERROR(fail(MakeDirs(dir.substr(0, slash))));
+    if (absl::Status s = MakeDirs(dir.substr(0, slash)); !s.ok()) return fail(s);
     if (::mkdir(dir.c_str(), 0755) != 0) {
       return fail(errno == EEXIST ? absl::AlreadyExistsError(StrCat("cgroup ", dir, " exists"))
                                   : ErrnoToStatus(errno, StrCat("mkdir ", dir)));
