@@ -1,6 +1,7 @@
 #include "runtime/shim.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <grp.h>
 #include <poll.h>
 #include <sched.h>
@@ -117,6 +118,27 @@ absl::Status SetupUserMount(int root_fd, const ShimMount& m) {
   return absl::OkStatus();
 }
 
+// Makes /proc's dangerous corners read-only or empty, as Docker does: sysctls and
+// sysrq through /proc/sys and /proc/sysrq-trigger, kernel memory through /proc/kcore.
+absl::Status MaskProc(int root_fd) {
+  for (const char* ro : {"proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"}) {
+    absl::StatusOr<UniqueFd> fd = OpenInRoot(root_fd, ro, O_PATH);
+    if (!fd.ok()) continue;
+    RETURN_IF_ERROR(MountAt(StrCat("/proc/self/fd/", fd->get()).c_str(), fd->get(), nullptr,
+                            MS_BIND | MS_REC, nullptr, StrCat("/", ro)));
+    ASSIGN_OR_RETURN(UniqueFd mounted, OpenInRoot(root_fd, ro, O_PATH));
+    RETURN_IF_ERROR(MountAt(nullptr, mounted.get(), nullptr,
+                            MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                            nullptr, StrCat("/", ro, " read-only")));
+  }
+  for (const char* hidden : {"proc/kcore", "proc/keys", "proc/timer_list", "proc/kallsyms"}) {
+    absl::StatusOr<UniqueFd> fd = OpenInRoot(root_fd, hidden, O_PATH);
+    if (!fd.ok()) continue;
+    RETURN_IF_ERROR(MountAt("/dev/null", fd->get(), nullptr, MS_BIND, nullptr, StrCat("/", hidden)));
+  }
+  return absl::OkStatus();
+}
+
 // ---- the shim ---------------------------------------------------------------------------
 
 // Appends to a log file, rotating it to "<path>.1" when it would exceed max_bytes.
@@ -206,6 +228,24 @@ absl::StatusOr<ShimConfig> LoadConfig(const std::string& bundle) {
 }
 
 }  // namespace
+
+bool DropCapabilities() {
+  static constexpr int kKept[] = {CAP_CHOWN,       CAP_DAC_OVERRIDE, CAP_FOWNER,
+                                  CAP_FSETID,      CAP_KILL,         CAP_SETGID,
+                                  CAP_SETUID,      CAP_SETPCAP,      CAP_SETFCAP,
+                                  CAP_NET_BIND_SERVICE, CAP_NET_RAW, CAP_SYS_CHROOT,
+                                  CAP_AUDIT_WRITE};
+  for (int cap = 0; cap < 64; ++cap) {
+    bool keep = false;
+    for (int k : kKept) keep = keep || k == cap;
+    if (keep) continue;
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+      if (errno == EINVAL) break;  // past the kernel's last capability
+      return false;
+    }
+  }
+  return true;
+}
 
 Json ShimConfigToJson(const ShimConfig& c) {
   Json mounts = Json::array();
@@ -305,7 +345,8 @@ absl::Status ContainerInit(const ShimConfig& c) {
   }
   std::string overlay =
       StrCat("lowerdir=", c.lower_dir, ",upperdir=", c.upper_dir, ",workdir=", c.work_dir);
-  if (::mount("overlay", c.rootfs.c_str(), "overlay", 0, overlay.c_str()) != 0) {
+  // nodev: device nodes shipped in an image are inert; only our /dev has live ones.
+  if (::mount("overlay", c.rootfs.c_str(), "overlay", MS_NODEV, overlay.c_str()) != 0) {
     return ErrnoToStatus(errno, StrCat("mount overlay on ", c.rootfs));
   }
   UniqueFd root(::open(c.rootfs.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -313,6 +354,7 @@ absl::Status ContainerInit(const ShimConfig& c) {
 
   ASSIGN_OR_RETURN(UniqueFd proc, MkdirAllInRoot(root.get(), "proc"));
   RETURN_IF_ERROR(MountAt("proc", proc.get(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr, "/proc"));
+  RETURN_IF_ERROR(MaskProc(root.get()));
   ASSIGN_OR_RETURN(UniqueFd sys, MkdirAllInRoot(root.get(), "sys"));
   if (!MountAt("sysfs", sys.get(), "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr,
                "/sys").ok()) {
@@ -337,6 +379,7 @@ absl::Status ContainerInit(const ShimConfig& c) {
       ::mount(nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0) {
     return ErrnoToStatus(errno, "remount / read-only");
   }
+  if (!DropCapabilities()) return ErrnoToStatus(errno, "drop capabilities");
   if (::setgroups(0, nullptr) != 0 || ::setgid(c.gid) != 0 || ::setuid(c.uid) != 0) {
     return ErrnoToStatus(errno, StrCat("set uid ", c.uid, " gid ", c.gid));
   }

@@ -80,6 +80,12 @@ inline constexpr int kShimReportFd = 3;
 // The shim's main: returns the process exit code.
 int RunShim(const std::string& bundle, int report_fd);
 
+// Keeps Docker's default capability set (chown, dac_override, fowner, fsetid, kill,
+// setgid, setuid, setpcap, setfcap, net_bind_service, net_raw, sys_chroot, audit_write)
+// in the bounding set and drops the rest, so that a root command cannot mount, load
+// modules, make device nodes or change sysctls. Only syscalls: safe after fork.
+bool DropCapabilities();
+
 // Inside the new namespaces, before exec: mounts, pivot_root, /proc, /dev, /sys, user
 // mounts, hostname, read-only root, credentials and working directory. Exposed for the
 // shim only.

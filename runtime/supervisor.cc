@@ -500,6 +500,7 @@ absl::StatusOr<ExecResult> Supervisor::Exec(std::string_view id, const ExecSpec&
     if (child == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::chdir(cwd.c_str()) != 0) die("loom exec: cannot chdir to the working directory\n");
+      if (!DropCapabilities()) die("loom exec: cannot drop capabilities\n");
       if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) {
         die("loom exec: cannot set uid/gid\n");
       }

@@ -134,9 +134,12 @@ TEST_F(SupervisorTest, CommandIsPidOneInItsOwnNamespaces) {
   EXPECT_TRUE(pids.contains(1));
   EXPECT_LE(pids.size(), 2u) << ps.out;
 
-  // Its mount table is its own: /, /proc, /sys, /dev and below, nothing of the host's.
+  // Its mount table is its own: /, /proc (and its masks), /sys, /dev and below.
   ASSERT_OK_AND_ASSIGN(ExecResult mi, sup_->Exec("iso", {.command = {"cat", "/proc/self/mountinfo"}}));
-  const std::set<std::string> allowed = {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"};
+  const std::set<std::string> allowed = {
+      "/",         "/proc",          "/sys",          "/dev",          "/dev/pts",
+      "/dev/shm",  "/proc/sys",      "/proc/sysrq-trigger", "/proc/irq", "/proc/bus",
+      "/proc/kcore", "/proc/keys",   "/proc/timer_list", "/proc/kallsyms"};
   for (absl::string_view line : absl::StrSplit(mi.out, '\n', absl::SkipEmpty())) {
     std::vector<std::string> f = absl::StrSplit(line, ' ');
     ASSERT_GT(f.size(), 4u);
@@ -162,6 +165,22 @@ TEST_F(SupervisorTest, CommandIsPidOneInItsOwnNamespaces) {
   ASSERT_OK(sup_->Remove("iso"));
   ExpectGone("iso", pid);
   EXPECT_THAT(sup_->Inspect("iso"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(SupervisorTest, RootInsideIsConfined) {
+  const std::string probe =
+      "mknod /tmp/sda b 8 0 2>/dev/null || echo no-mknod; "
+      "mount -t tmpfs t /tmp 2>/dev/null || echo no-mount; "
+      "(echo x > /proc/sys/kernel/hostname) 2>/dev/null || echo no-sysctl; "
+      "[ -s /proc/kcore ] || echo no-kcore; "
+      "sethostname() { hostname evil; }; sethostname 2>/dev/null || echo no-hostname";
+  const std::string expected = "no-mknod\nno-mount\nno-sysctl\nno-kcore\nno-hostname\n";
+  ASSERT_OK(sup_->Run(Spec("confined", {"sh", "-c", StrCat(probe, "; sleep 1000")})).status());
+  // The container's own command and a command exec'd into it are confined alike.
+  ASSERT_OK_AND_ASSIGN(ExecResult e, sup_->Exec("confined", {.command = {"sh", "-c", probe}}));
+  EXPECT_EQ(e.out, expected);
+  ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Stop("confined", absl::ZeroDuration()));
+  EXPECT_EQ(Log(st), expected);
 }
 
 TEST_F(SupervisorTest, OutputGoesToTheLogAndExitCodeIsReported) {
