@@ -229,8 +229,6 @@ absl::StatusOr<std::unique_ptr<ImageStore>> ImageStore::Open(std::string root) {
   for (const char* sub : {"images", "tmp", "locks"}) {
     RETURN_IF_ERROR(MakeDirs(StrCat(root, "/", sub), true));
   }
-  // Leftovers of imports that died half-way.
-  RETURN_IF_ERROR(MakeDirs(StrCat(root, "/tmp")));
   return std::unique_ptr<ImageStore>(new ImageStore(std::move(root)));
 }
 

@@ -113,4 +113,27 @@ absl::Status MakeOciLayout(const std::string& rootfs, const std::string& out,
   return RemoveTree(work);
 }
 
+absl::Status MakeDockerArchive(const std::string& rootfs, const std::string& out,
+                               const std::string& tag) {
+  const std::string dir = StrCat(out, ".dir");
+  RETURN_IF_ERROR(MakeOciLayout(rootfs, dir, tag));
+  ASSIGN_OR_RETURN(std::string index_text, ReadFileToString(StrCat(dir, "/index.json")));
+  ASSIGN_OR_RETURN(Json index, ParseJson(index_text));
+  std::string manifest_digest = index["manifests"][0]["digest"];
+  ASSIGN_OR_RETURN(std::string manifest_text,
+                   ReadFileToString(StrCat(dir, "/blobs/sha256/", manifest_digest.substr(7))));
+  ASSIGN_OR_RETURN(Json manifest, ParseJson(manifest_text));
+  auto blob = [](const Json& d) { return StrCat("blobs/sha256/", d["digest"].get<std::string>().substr(7)); };
+  Json layers = Json::array();
+  for (const Json& l : manifest["layers"]) layers.push_back(blob(l));
+  Json docker = Json::array({{{"Config", blob(manifest["config"])},
+                              {"RepoTags", {tag}},
+                              {"Layers", layers}}});
+  RETURN_IF_ERROR(WriteFileAtomic(StrCat(dir, "/manifest.json"), docker.dump()));
+  ::unlink(StrCat(dir, "/index.json").c_str());
+  ::unlink(StrCat(dir, "/oci-layout").c_str());
+  RETURN_IF_ERROR(PackTar(dir, out, false));
+  return RemoveTree(dir);
+}
+
 }  // namespace loom::runtime::testing

@@ -22,4 +22,9 @@ absl::Status PackTar(const std::string& dir, const std::string& out, bool gzip);
 absl::Status MakeOciLayout(const std::string& rootfs, const std::string& out,
                            const std::string& ref);
 
+// The same two layers as a `docker save` archive (manifest.json naming the config and
+// the layer files, tagged `tag`), packed as a tarball at `out`.
+absl::Status MakeDockerArchive(const std::string& rootfs, const std::string& out,
+                               const std::string& tag);
+
 }  // namespace loom::runtime::testing

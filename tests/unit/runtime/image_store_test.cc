@@ -114,6 +114,17 @@ TEST_F(ImageStoreTest, AppliesOciLayersWithWhiteouts) {
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("'nope'")));
 }
 
+TEST_F(ImageStoreTest, ImportsADockerSaveArchive) {
+  std::string archive = StrCat(base_, "/docker.tar");
+  ASSERT_OK(testing::MakeDockerArchive(rootfs_, archive, "busybox:docker"));
+  ASSERT_OK_AND_ASSIGN(Image image, store_->Import(archive, {.name = "busybox:docker"}));
+  EXPECT_TRUE(Exists(StrCat(image.rootfs, "/bin/busybox")));
+  EXPECT_FALSE(Exists(StrCat(image.rootfs, "/etc/removed-by-layer2")));
+  EXPECT_TRUE(Exists(StrCat(image.rootfs, "/opaque/upper-file")));
+  EXPECT_FALSE(Exists(StrCat(image.rootfs, "/opaque/lower-file")));
+  EXPECT_THAT(image.config.cmd, ElementsAre("sh", "-c", "echo from-image-cmd"));
+}
+
 TEST_F(ImageStoreTest, RejectsACorruptBlob) {
   std::string layout = StrCat(base_, "/oci");
   ASSERT_OK(testing::MakeOciLayout(rootfs_, layout, "busybox:oci"));
