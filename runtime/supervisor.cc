@@ -31,9 +31,12 @@ struct Supervisor::Container {
   std::string bundle;
   ShimConfig config;
   std::optional<RunningRecord> running;
-  std::optional<ExitRecord> exit;
   UniqueFd shim_pidfd;  // valid while the shim may be alive
   UniqueFd pidfd;       // the container's PID 1
+  // Set once, when exit.json is first read; guarded because callers may inspect the
+  // same container from several threads.
+  absl::Mutex mu;
+  std::optional<ExitRecord> exit ABSL_GUARDED_BY(mu);
 };
 
 namespace {
@@ -133,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Open(SupervisorOptions o
 
 Supervisor::~Supervisor() = default;
 
-absl::Status Supervisor::Adopt(const std::string& id) {
+absl::Status Supervisor::Adopt(const std::string& id, UniqueFd shim_pidfd) {
   auto c = std::make_shared<Container>();
   c->id = id;
   c->bundle = StrCat(options_.state_dir, "/", id);
@@ -148,7 +151,8 @@ absl::Status Supervisor::Adopt(const std::string& id) {
     absl::StatusOr<RunningRecord> r = RunningRecordFromJson(*running);
     if (r.ok()) {
       c->running = *r;
-      c->shim_pidfd = OpenPidfd(r->shim_pid, r->shim_start);
+      c->shim_pidfd =
+          shim_pidfd.valid() ? std::move(shim_pidfd) : OpenPidfd(r->shim_pid, r->shim_start);
       c->pidfd = OpenPidfd(r->pid, r->pid_start);
     }
   }
@@ -165,6 +169,11 @@ absl::StatusOr<std::shared_ptr<Supervisor::Container>> Supervisor::Find(std::str
 }
 
 ContainerStatus Supervisor::StatusOf(Container& c) {
+  absl::MutexLock lock(&c.mu);
+  return StatusOfLocked(c);
+}
+
+ContainerStatus Supervisor::StatusOfLocked(Container& c) {
   if (!c.exit.has_value()) {
     absl::StatusOr<Json> j = ReadJsonFile(StrCat(c.bundle, "/exit.json"));
     if (j.ok()) {
@@ -194,7 +203,7 @@ ContainerStatus Supervisor::StatusOf(Container& c) {
   }
   ReapShim(c.shim_pidfd);
   // The shim may have written exit.json just before exiting.
-  if (ReadFileToString(StrCat(c.bundle, "/exit.json")).ok()) return StatusOf(c);
+  if (ReadFileToString(StrCat(c.bundle, "/exit.json")).ok()) return StatusOfLocked(c);
   st.state = ContainerState::kLost;
   return st;
 }
@@ -358,11 +367,10 @@ absl::StatusOr<ContainerStatus> Supervisor::Run(const ContainerSpec& spec) {
     (void)Cleanup(spec.id, bundle);
     return status;
   }
-  RETURN_IF_ERROR(Adopt(spec.id));
+  // The pidfd of our own child was opened before the shim could exit, so it is kept
+  // rather than reopened by pid.
+  RETURN_IF_ERROR(Adopt(spec.id, std::move(shim_pidfd)));
   ASSIGN_OR_RETURN(std::shared_ptr<Container> container, Find(spec.id));
-  // Keep the pidfd of our own child: adoption's start-time check would also pass, but
-  // this one was opened before the shim could exit.
-  container->shim_pidfd = std::move(shim_pidfd);
   LOG_INFO("container started", {"id", spec.id}, {"image", image.digest},
            {"pid", container->running ? container->running->pid : 0});
   return StatusOf(*container);

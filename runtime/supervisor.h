@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "runtime/cgroups.h"
 #include "runtime/container.h"
+#include "runtime/fs_util.h"
 #include "runtime/image_store.h"
 
 namespace loom::runtime {
@@ -74,9 +75,10 @@ class Supervisor {
  private:
   Supervisor(SupervisorOptions options, ImageStore* images, CgroupDriver cgroups)
       : options_(std::move(options)), images_(images), cgroups_(std::move(cgroups)) {}
-  absl::Status Adopt(const std::string& id);
+  absl::Status Adopt(const std::string& id, UniqueFd shim_pidfd = UniqueFd());
   absl::StatusOr<std::shared_ptr<Container>> Find(std::string_view id);
   ContainerStatus StatusOf(Container& c);
+  ContainerStatus StatusOfLocked(Container& c);
   absl::Status Cleanup(const std::string& id, const std::string& bundle);
   absl::StatusOr<std::string> ShimPath() const;
 

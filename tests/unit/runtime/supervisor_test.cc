@@ -353,13 +353,13 @@ TEST_F(SupervisorTest, FailedStartsLeaveNothingBehind) {
   EXPECT_THAT(sup_->Run(bad_mount), StatusIs(absl::StatusCode::kFailedPrecondition,
                                              HasSubstr("missing")));
   ExpectGone("badmount", 0);
-  EXPECT_THAT(sup_->Run(Spec("noimage", {"true"})).status(), ::loom::testing::IsOk());
+  EXPECT_THAT(sup_->Run(Spec("dup", {"true"})).status(), ::loom::testing::IsOk());
   ContainerSpec unknown = Spec("unknown", {"true"});
   unknown.image = "not-imported";
   EXPECT_THAT(sup_->Run(unknown), StatusIs(absl::StatusCode::kNotFound));
-  EXPECT_THAT(sup_->Run(Spec("noimage", {"true"})), StatusIs(absl::StatusCode::kAlreadyExists));
-  ASSERT_OK(sup_->Wait("noimage", absl::Seconds(10)).status());
-  EXPECT_THAT(sup_->Remove("noimage"), ::loom::testing::IsOk());
+  EXPECT_THAT(sup_->Run(Spec("dup", {"true"})), StatusIs(absl::StatusCode::kAlreadyExists));
+  ASSERT_OK(sup_->Wait("dup", absl::Seconds(10)).status());
+  EXPECT_THAT(sup_->Remove("dup"), ::loom::testing::IsOk());
   EXPECT_TRUE(sup_->List().empty());
 }
 
