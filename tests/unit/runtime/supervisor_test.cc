@@ -10,6 +10,7 @@
 #include <set>
 
 #include "absl/strings/str_split.h"
+#include "common/net/netns.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -181,6 +182,30 @@ TEST_F(SupervisorTest, RootInsideIsConfined) {
   EXPECT_EQ(e.out, expected);
   ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Stop("confined", absl::ZeroDuration()));
   EXPECT_EQ(Log(st), expected);
+}
+
+// How a CNI plugin's namespace is used: the container joins it instead of a new one.
+TEST_F(SupervisorTest, JoinsAGivenNetworkNamespace) {
+  static std::atomic<int> n{0};
+  const std::string name = StrCat("loom-rt-", ::getpid(), "-", n++);
+  ASSERT_OK(net::CreateNamedNetns(name));
+  struct Deleter {
+    std::string name;
+    ~Deleter() { (void)net::DeleteNamedNetns(name); }
+  } deleter{name};
+  ASSERT_OK_AND_ASSIGN(net::NetnsFd ns, net::NetnsFd::OpenNamed(name));
+  ASSERT_OK_AND_ASSIGN(ino_t inode, ns.Inode());
+  ContainerSpec spec = Spec("joined", {"sleep", "1000"});
+  spec.netns_path = net::NamedNetnsPath(name);
+  ASSERT_OK(sup_->Run(spec).status());
+  ASSERT_OK_AND_ASSIGN(ExecResult link, sup_->Exec("joined", {.command = {"readlink", "/proc/1/ns/net"}}));
+  EXPECT_EQ(link.out, StrCat("net:[", inode, "]\n"));
+  ASSERT_OK_AND_ASSIGN(ExecResult mine, sup_->Exec("joined", {.command = {"readlink", "/proc/self/ns/net"}}));
+  EXPECT_EQ(mine.out, link.out);
+  ASSERT_OK(sup_->Remove("joined", /*force=*/true));
+  ContainerSpec missing = Spec("nonet", {"true"});
+  missing.netns_path = StrCat(net::NamedNetnsPath(name), "-missing");
+  EXPECT_THAT(sup_->Run(missing), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("netns")));
 }
 
 TEST_F(SupervisorTest, OutputGoesToTheLogAndExitCodeIsReported) {
