@@ -180,6 +180,11 @@ TEST_F(SupervisorTest, RootInsideIsConfined) {
   // The container's own command and a command exec'd into it are confined alike.
   ASSERT_OK_AND_ASSIGN(ExecResult e, sup_->Exec("confined", {.command = {"sh", "-c", probe}}));
   EXPECT_EQ(e.out, expected);
+  // The container's own probe runs concurrently with the exec: under load it may not
+  // have written everything yet, so wait (bounded) before stopping it.
+  ASSERT_OK_AND_ASSIGN(ContainerStatus running, sup_->Inspect("confined"));
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Log(running) != expected && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Stop("confined", absl::ZeroDuration()));
   EXPECT_EQ(Log(st), expected);
 }
