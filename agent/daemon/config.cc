@@ -195,13 +195,16 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
     c.pod_cidr = {c.cluster_cidr.address, c.node_cidr_size};
   } else {
     ASSIGN_OR_RETURN(c.pod_cidr, ForFlag("pod-cidr", f.pod_cidr, ParseIpv4Cidr(f.pod_cidr)));
-    uint32_t mask = c.cluster_cidr.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - c.cluster_cidr.prefix_len);
+    uint32_t mask =
+        c.cluster_cidr.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - c.cluster_cidr.prefix_len);
     if (c.pod_cidr.prefix_len < c.cluster_cidr.prefix_len ||
         (c.pod_cidr.address & mask) != c.cluster_cidr.address) {
       return FlagError("pod-cidr", f.pod_cidr,
                        StrCat("not inside --cluster-cidr ", c.cluster_cidr.ToString()));
     }
-    if (c.pod_cidr.prefix_len > 30) return FlagError("pod-cidr", f.pod_cidr, "prefix length must be at most 30");
+    if (c.pod_cidr.prefix_len > 30) {
+      return FlagError("pod-cidr", f.pod_cidr, "prefix length must be at most 30");
+    }
   }
   ASSIGN_OR_RETURN(c.service_cidr,
                    ForFlag("service-cidr", f.service_cidr, ParseIpv4Cidr(f.service_cidr)));
