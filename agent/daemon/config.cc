@@ -164,6 +164,8 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
   RETURN_IF_ERROR(CheckPath("state-dir", f.state_dir));
   RETURN_IF_ERROR(CheckPath("run-dir", f.run_dir));
   c.state_dir = f.state_dir;
+  c.cni_del_queue_dir = f.cni_del_queue_dir.empty() ? StrCat(f.state_dir, "/cni-del-queue")
+                                                    : f.cni_del_queue_dir;
   c.run_dir = f.run_dir;
   c.api_socket = f.api_socket.empty() ? StrCat(f.run_dir, "/loomd.sock") : f.api_socket;
   RETURN_IF_ERROR(CheckPath("api-socket", c.api_socket));
@@ -189,6 +191,21 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
                             c.cluster_cidr.prefix_len, ") and 30"));
   }
   c.node_cidr_size = f.node_cidr_size;
+  if (f.pod_cidr.empty()) {
+    c.pod_cidr = {c.cluster_cidr.address, c.node_cidr_size};
+  } else {
+    ASSIGN_OR_RETURN(c.pod_cidr, ForFlag("pod-cidr", f.pod_cidr, ParseIpv4Cidr(f.pod_cidr)));
+    uint32_t mask =
+        c.cluster_cidr.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - c.cluster_cidr.prefix_len);
+    if (c.pod_cidr.prefix_len < c.cluster_cidr.prefix_len ||
+        (c.pod_cidr.address & mask) != c.cluster_cidr.address) {
+      return FlagError("pod-cidr", f.pod_cidr,
+                       StrCat("not inside --cluster-cidr ", c.cluster_cidr.ToString()));
+    }
+    if (c.pod_cidr.prefix_len > 30) {
+      return FlagError("pod-cidr", f.pod_cidr, "prefix length must be at most 30");
+    }
+  }
   ASSIGN_OR_RETURN(c.service_cidr,
                    ForFlag("service-cidr", f.service_cidr, ParseIpv4Cidr(f.service_cidr)));
   {

@@ -64,6 +64,8 @@ struct RawFlags {
   std::string ingress_tls_addr = "0.0.0.0:443";
   std::string log_level = "info";
   std::string node_lease_ttl = "10s";
+  std::string pod_cidr;           // "": the first --node-cidr-size subnet of --cluster-cidr
+  std::string cni_del_queue_dir;  // "": <state-dir>/cni-del-queue
 };
 
 struct LoomdConfig {
@@ -95,6 +97,8 @@ struct LoomdConfig {
   HostPort ingress_tls_addr;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration node_lease_ttl = absl::Seconds(10);
+  Ipv4Cidr pod_cidr;              // this node's pod addresses (IPAM); inside cluster_cidr
+  std::string cni_del_queue_dir;  // DELs the plugin queued while loomd was down
 };
 
 // Validates every flag; the first error is returned (InvalidArgument).

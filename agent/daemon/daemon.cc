@@ -48,6 +48,20 @@ int64_t PhysicalMemory() {
   return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
 }
 
+cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& underlay_iface,
+                                      const Daemon* daemon) {
+  cniapi::CniApiOptions o;
+  o.node = c.node_name;
+  o.pod_cidr = *net::Ipv4Prefix::Create(net::Ipv4Address::FromHostOrder(c.pod_cidr.address),
+                                        c.pod_cidr.prefix_len);
+  o.underlay_iface = underlay_iface;
+  o.dns_nameserver = c.dns_addr.host;
+  o.cluster_domain = c.cluster_domain;
+  o.del_queue_dir = c.cni_del_queue_dir;
+  o.ready = [daemon](std::string* reason) { return daemon->Ready(reason); };
+  return o;
+}
+
 }  // namespace
 
 Json AgentStatusToJson(const AgentStatus& s) {
@@ -158,6 +172,8 @@ absl::Status Daemon::Start() {
     }
     http::Router api_router;
     api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
+    cni_api_ = std::make_unique<cniapi::CniApi>(CniApiOptionsFor(config_, underlay.iface, this));
+    cni_api_->Register(api_router);
     RegisterObjectRoutes(api_router,
                          {[this] { return live_services_.load(); },
                           [this]() -> std::shared_ptr<const ServiceState> {
@@ -201,6 +217,7 @@ absl::Status Daemon::Start() {
     RETURN_IF_ERROR(registrar_->Register());
     registrar_->Start();
     live_registrar_.store(registrar_.get());
+    RETURN_IF_ERROR(cni_api_->Start(store_.get()));
     RETURN_IF_ERROR(StartServicesAndDns());
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
@@ -275,6 +292,7 @@ void Daemon::Undo() {
   live_registrar_.store(nullptr);
   if (registrar_) registrar_->Stop();
   if (api_server_) api_server_->Stop();
+  cni_api_.reset();
   if (metrics_server_) metrics_server_->Stop();
   open_store_.store(nullptr);
   service_controller_.reset();
@@ -297,6 +315,7 @@ void Daemon::Stop() {
   live_registrar_.store(nullptr);
   registrar_->Stop();
   metrics_server_->Stop();
+  cni_api_.reset();
   open_store_.store(nullptr);
   LOG_INFO("loomd stopped; node lease kept for a restart", {"node", config_.node_name},
            {"lease", registrar_->lease()},

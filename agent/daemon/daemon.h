@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
+#include "agent/cni_api/cni_api.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/node_dns/node_dns.h"
 #include "agent/services/service_controller.h"
@@ -70,6 +71,7 @@ class Daemon {
   std::unique_ptr<http::HttpServer> api_server_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<NodeRegistrar> registrar_;
+  std::unique_ptr<cniapi::CniApi> cni_api_;  // the CNI plugin's API (docs/cni.md)
   // Read by the HTTP handlers while Start() runs.
   std::atomic<store::Store*> open_store_{nullptr};
   std::atomic<NodeRegistrar*> live_registrar_{nullptr};

@@ -42,6 +42,12 @@ DEFINE_string(ingress_addr, "0.0.0.0:80", "The ingress HTTP listen address.");
 DEFINE_string(ingress_tls_addr, "0.0.0.0:443", "The ingress HTTPS listen address.");
 DEFINE_string(log_level, "info", "debug, info, warning or error.");
 DEFINE_string(node_lease_ttl, "10s", "The TTL of the node's lease in the store.");
+DEFINE_string(pod_cidr, "",
+              "This node's pod subnet (default: the first --node-cidr-size subnet of "
+              "--cluster-cidr).");
+DEFINE_string(cni_del_queue_dir, "",
+              "Where the loom CNI plugin queues DELs while loomd is down; replayed at start "
+              "(default: <state-dir>/cni-del-queue).");
 
 namespace {
 
@@ -73,6 +79,8 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.ingress_tls_addr = FLAGS_ingress_tls_addr;
   f.log_level = FLAGS_log_level;
   f.node_lease_ttl = FLAGS_node_lease_ttl;
+  f.pod_cidr = FLAGS_pod_cidr;
+  f.cni_del_queue_dir = FLAGS_cni_del_queue_dir;
   return f;
 }
 

@@ -2,89 +2,15 @@
 
 #include <arpa/inet.h>
 
-#include <initializer_list>
 #include <set>
 
+#include "common/model/manifest.h"
 #include "common/model/validation.h"
 #include "common/status.h"
 #include "common/strings.h"
 
 namespace loom::model {
 namespace {
-
-std::string Path(std::string_view base, std::string_view key) {
-  return base.empty() ? std::string(key) : StrCat(base, ".", key);
-}
-
-absl::Status OnlyKnownKeys(const Json& obj, std::string_view path,
-                           std::initializer_list<std::string_view> known) {
-  if (!obj.is_object()) {
-    return absl::InvalidArgumentError(StrCat(path.empty() ? "manifest" : path, ": must be an object"));
-  }
-  for (const auto& [key, value] : obj.items()) {
-    bool found = false;
-    for (std::string_view k : known) found = found || k == key;
-    if (!found) {
-      return absl::InvalidArgumentError(StrCat(Path(path, key), ": unknown field"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<Labels> ParseStringMap(const Json& obj, std::string_view key,
-                                      std::string_view path) {
-  Labels out;
-  auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) return out;
-  std::string field = Path(path, key);
-  if (!it->is_object()) return absl::InvalidArgumentError(StrCat(field, ": must be a map"));
-  for (const auto& [k, v] : it->items()) {
-    if (!v.is_string()) {
-      return absl::InvalidArgumentError(StrCat(field, ".", k, ": must be a string"));
-    }
-    out[k] = v.get<std::string>();
-  }
-  RETURN_IF_ERROR(ValidateLabels(out, field));
-  return out;
-}
-
-absl::StatusOr<uint16_t> ParsePortNumber(const Json& obj, std::string_view key,
-                                         std::string_view path, bool required) {
-  auto it = obj.find(key);
-  std::string field = Path(path, key);
-  if (it == obj.end() || it->is_null()) {
-    if (required) return absl::InvalidArgumentError(StrCat(field, ": required"));
-    return uint16_t{0};
-  }
-  if (!it->is_number_integer()) {
-    return absl::InvalidArgumentError(StrCat(field, ": must be an integer"));
-  }
-  int64_t v = it->get<int64_t>();
-  if (v < 1 || v > 65535) return absl::InvalidArgumentError(StrCat(field, ": must be 1..65535"));
-  return static_cast<uint16_t>(v);
-}
-
-absl::StatusOr<ObjectMeta> ParseMeta(const Json& manifest) {
-  auto it = manifest.find("metadata");
-  if (it == manifest.end()) return absl::InvalidArgumentError("metadata: required");
-  const Json& m = *it;
-  RETURN_IF_ERROR(OnlyKnownKeys(m, "metadata",
-                                {"name", "namespace", "labels", "annotations", "revision"}));
-  ObjectMeta meta;
-  ASSIGN_OR_RETURN(meta.name, GetString(m, "name", "metadata"));
-  ASSIGN_OR_RETURN(meta.ns, GetStringOr(m, "namespace", "metadata", "default"));
-  RETURN_IF_ERROR(ValidateDns1123Label(meta.ns, "metadata.namespace"));
-  ASSIGN_OR_RETURN(meta.labels, ParseStringMap(m, "labels", "metadata"));
-  ASSIGN_OR_RETURN(meta.revision, GetIntOr(m, "revision", "metadata", 0));
-  return meta;
-}
-
-Json MetaToJson(const ObjectMeta& meta) {
-  Json m = {{"name", meta.name}, {"namespace", meta.ns}};
-  if (!meta.labels.empty()) m["labels"] = meta.labels;
-  if (meta.revision != 0) m["revision"] = meta.revision;
-  return m;
-}
 
 bool IsIpv4(const std::string& text) {
   in_addr a;
@@ -121,15 +47,7 @@ std::string ServiceTypeName(ServiceType t) {
 }
 
 absl::StatusOr<Service> ServiceFromManifest(const Json& manifest) {
-  RETURN_IF_ERROR(OnlyKnownKeys(manifest, "", {"apiVersion", "kind", "metadata", "spec", "status"}));
-  ASSIGN_OR_RETURN(std::string api, GetStringOr(manifest, "apiVersion", "", "loom/v1"));
-  if (api != "loom/v1") {
-    return absl::InvalidArgumentError(StrCat("apiVersion: \"", api, "\" must be loom/v1"));
-  }
-  ASSIGN_OR_RETURN(std::string kind, GetString(manifest, "kind", ""));
-  if (kind != "Service") {
-    return absl::InvalidArgumentError(StrCat("kind: \"", kind, "\" is not Service"));
-  }
+  RETURN_IF_ERROR(CheckManifestKind(manifest, "Service"));
   Service svc;
   ASSIGN_OR_RETURN(svc.meta, ParseMeta(manifest));
   RETURN_IF_ERROR(ValidateDns1035Label(svc.meta.name, "metadata.name"));
@@ -192,7 +110,7 @@ absl::StatusOr<Service> ServiceFromManifest(const Json& manifest) {
       RETURN_IF_ERROR(OnlyKnownKeys(p, path, {"name", "port", "targetPort", "protocol", "nodePort"}));
       ServicePort sp;
       ASSIGN_OR_RETURN(sp.name, GetStringOr(p, "name", path, ""));
-      if (!sp.name.empty()) RETURN_IF_ERROR(ValidatePortName(sp.name, Path(path, "name")));
+      if (!sp.name.empty()) RETURN_IF_ERROR(ValidatePortName(sp.name, FieldPath(path, "name")));
       if (ports_it->size() > 1 && sp.name.empty()) {
         return absl::InvalidArgumentError(
             StrCat(path, ".name: required when a service has more than one port"));
@@ -202,7 +120,7 @@ absl::StatusOr<Service> ServiceFromManifest(const Json& manifest) {
       }
       ASSIGN_OR_RETURN(sp.port, ParsePortNumber(p, "port", path, true));
       ASSIGN_OR_RETURN(std::string proto, GetStringOr(p, "protocol", path, "TCP"));
-      ASSIGN_OR_RETURN(sp.protocol, ParseProtocol(proto, Path(path, "protocol")));
+      ASSIGN_OR_RETURN(sp.protocol, ParseProtocol(proto, FieldPath(path, "protocol")));
       if (!numbers.insert({sp.port, sp.protocol}).second) {
         return absl::InvalidArgumentError(
             StrCat(path, ".port: ", sp.port, "/", proto, " is used twice"));
@@ -210,7 +128,7 @@ absl::StatusOr<Service> ServiceFromManifest(const Json& manifest) {
       auto tp = p.find("targetPort");
       if (tp != p.end() && tp->is_string()) {
         sp.target_port_name = tp->get<std::string>();
-        RETURN_IF_ERROR(ValidatePortName(sp.target_port_name, Path(path, "targetPort")));
+        RETURN_IF_ERROR(ValidatePortName(sp.target_port_name, FieldPath(path, "targetPort")));
       } else {
         ASSIGN_OR_RETURN(sp.target_port, ParsePortNumber(p, "targetPort", path, false));
         if (sp.target_port == 0) sp.target_port = sp.port;
@@ -315,10 +233,10 @@ absl::StatusOr<Pod> PodFromJson(const Json& json) {
       RETURN_IF_ERROR(OnlyKnownKeys(p, path, {"name", "containerPort", "protocol"}));
       ContainerPort cp;
       ASSIGN_OR_RETURN(cp.name, GetStringOr(p, "name", path, ""));
-      if (!cp.name.empty()) RETURN_IF_ERROR(ValidatePortName(cp.name, Path(path, "name")));
+      if (!cp.name.empty()) RETURN_IF_ERROR(ValidatePortName(cp.name, FieldPath(path, "name")));
       ASSIGN_OR_RETURN(cp.port, ParsePortNumber(p, "containerPort", path, true));
       ASSIGN_OR_RETURN(std::string proto, GetStringOr(p, "protocol", path, "TCP"));
-      ASSIGN_OR_RETURN(cp.protocol, ParseProtocol(proto, Path(path, "protocol")));
+      ASSIGN_OR_RETURN(cp.protocol, ParseProtocol(proto, FieldPath(path, "protocol")));
       pod.ports.push_back(std::move(cp));
     }
   }

@@ -37,6 +37,21 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
 }
 
+TEST(ConfigTest, PodCidrDefaultsToTheFirstNodeSubnet) {
+  ASSERT_OK_AND_ASSIGN(LoomdConfig c, BuildConfig(RawFlags{}, "node-1"));
+  EXPECT_EQ(c.pod_cidr.ToString(), "10.244.0.0/24");
+  EXPECT_EQ(c.cni_del_queue_dir, "/var/lib/loom/cni-del-queue");
+  RawFlags f;
+  f.pod_cidr = "10.244.9.0/24";
+  ASSERT_OK_AND_ASSIGN(c, BuildConfig(f, "node-1"));
+  EXPECT_EQ(c.pod_cidr.ToString(), "10.244.9.0/24");
+  f.pod_cidr = "10.245.0.0/24";
+  EXPECT_THAT(BuildConfig(f, "node-1"),
+              StatusIs(kInvalid, HasSubstr("invalid --pod-cidr \"10.245.0.0/24\": not inside")));
+  f.pod_cidr = "10.244.0.0/31";
+  EXPECT_THAT(BuildConfig(f, "node-1"), StatusIs(kInvalid, HasSubstr("at most 30")));
+}
+
 TEST(ConfigTest, ApiSocketFollowsRunDir) {
   RawFlags f;
   f.run_dir = "/tmp/x";
