@@ -259,9 +259,11 @@ class DnsServer::TcpLoop {
       if (c.in.size() - pos - 2 < len) break;
       const uint8_t* q = c.in.data() + pos + 2;
       server_->stats_.queries_tcp.fetch_add(1, std::memory_order_relaxed);
-      int out = server_->Handle(
-          q, len, answer.data(), answer.size(), /*tcp=*/true, &zone_,
-          [this, id](std::vector<uint8_t> response) { Deliver(id, std::move(response)); });
+      ReplyTo reply_to;
+      reply_to.tcp = this;
+      reply_to.tcp_conn = id;
+      int out = server_->Handle(q, len, answer.data(), answer.size(), /*tcp=*/true, &zone_,
+                                reply_to);
       if (out > 0) Append(c, answer.data(), static_cast<size_t>(out));
       pos += 2 + len;
     }
@@ -423,13 +425,11 @@ void DnsServer::UdpLoop(Worker* w) {
         stats_.dropped.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      int fd = w->fd;
-      sockaddr_in client = w->addr[i];
+      ReplyTo reply_to;
+      reply_to.udp_fd = w->fd;
+      reply_to.udp_client = w->addr[i];
       int len = Handle(w->in[i], w->in_msgs[i].msg_len, w->out[i], kMaxQuery, /*tcp=*/false,
-                       &w->zone, [fd, client](std::vector<uint8_t> response) {
-                         sendto(fd, response.data(), response.size(), 0,
-                                reinterpret_cast<const sockaddr*>(&client), sizeof client);
-                       });
+                       &w->zone, reply_to);
       if (len <= 0) continue;
       w->out_iov[out_count] = {w->out[i], static_cast<size_t>(len)};
       std::memset(&w->out_msgs[out_count], 0, sizeof(mmsghdr));
@@ -448,19 +448,28 @@ void DnsServer::UdpLoop(Worker* w) {
   }
 }
 
+void DnsServer::ReplyTo::Send(std::vector<uint8_t> response) const {
+  if (tcp != nullptr) {
+    tcp->Deliver(tcp_conn, std::move(response));
+  } else {
+    sendto(udp_fd, response.data(), response.size(), 0,
+           reinterpret_cast<const sockaddr*>(&udp_client), sizeof udp_client);
+  }
+}
+
 int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
-                      bool tcp, ZoneCache* zone,
-                      std::function<void(std::vector<uint8_t>)> async) {
+                      bool tcp, ZoneCache* zone, const ReplyTo& reply_to) {
   int64_t start = MonotonicNs();
-  int len = HandleTimed(data, size, out, out_capacity, tcp, zone, std::move(async), start);
+  int len = HandleTimed(data, size, out, out_capacity, tcp, zone, reply_to, start);
   // Answers that come later (forwarded) are timed where they complete.
   if (len > 0) stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
   return len;
 }
 
 int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
-                           bool tcp, ZoneCache* zone,
-                           std::function<void(std::vector<uint8_t>)> async, int64_t start) {
+                           bool tcp, ZoneCache* zone, const ReplyTo& reply_to, int64_t start) {
+  // Only a forwarded query pays for a closure.
+  auto async = [reply_to](std::vector<uint8_t> response) { reply_to.Send(std::move(response)); };
   auto observe = [this, start] {
     stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
   };

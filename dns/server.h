@@ -4,6 +4,8 @@
 // allocating or locking; other names go to the Upstream, asynchronously.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -101,13 +103,22 @@ class DnsServer {
   struct Worker;
   class TcpLoop;
 
+  // Where an answer that completes later (a forwarded one) goes. A plain value, so
+  // that answering from the zone builds no closure; one is made only to forward.
+  struct ReplyTo {
+    int udp_fd = -1;
+    sockaddr_in udp_client{};
+    TcpLoop* tcp = nullptr;
+    uint64_t tcp_conn = 0;
+    void Send(std::vector<uint8_t> response) const;
+  };
+
   // Answers one query. Returns the response length written into `out`, 0 when
-  // the packet is dropped, or -1 when the answer will come later via `async`.
+  // the packet is dropped, or -1 when the answer will be sent later to `reply_to`.
   int Handle(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
-             ZoneCache* zone, std::function<void(std::vector<uint8_t>)> async);
+             ZoneCache* zone, const ReplyTo& reply_to);
   int HandleTimed(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
-                  ZoneCache* zone, std::function<void(std::vector<uint8_t>)> async,
-                  int64_t start_ns);
+                  ZoneCache* zone, const ReplyTo& reply_to, int64_t start_ns);
   void UdpLoop(Worker* worker);
 
   ServerOptions options_;
