@@ -1,0 +1,31 @@
+#include "overlay/firewall.h"
+
+#include "common/strings.h"
+
+namespace loom::overlay {
+
+std::string RenderNftScript(const FirewallRules& r) {
+  std::string elements;
+  for (const net::Ipv4Address& a : r.nodes) {
+    StrAppend(&elements, elements.empty() ? "" : ", ", a.ToString());
+  }
+  std::string cidr = r.cluster_cidr.network().ToString();
+  // "add table" then "delete table" makes the delete safe when the table is absent;
+  // the whole script is one netlink transaction, so no packet sees a half state.
+  std::string s = StrCat("add table ip ", kNftTable, "\n", "delete table ip ", kNftTable, "\n",
+                         "table ip ", kNftTable, " {\n",
+                         "  set nodes {\n    type ipv4_addr\n");
+  if (!elements.empty()) StrAppend(&s, "    elements = { ", elements, " }\n");
+  StrAppend(&s, "  }\n",
+            "  chain input {\n    type filter hook input priority -10; policy accept;\n",
+            "    udp dport ", r.vxlan_port, " ip saddr != @nodes counter drop\n  }\n");
+  if (r.masquerade) {
+    StrAppend(&s, "  chain postrouting {\n",
+              "    type nat hook postrouting priority srcnat; policy accept;\n",
+              "    ip saddr ", cidr, " ip daddr != ", cidr, " counter masquerade\n  }\n");
+  }
+  StrAppend(&s, "}\n");
+  return s;
+}
+
+}  // namespace loom::overlay
