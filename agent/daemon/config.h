@@ -60,6 +60,10 @@ struct RawFlags {
   std::string ingress_tls_addr = "0.0.0.0:443";
   std::string log_level = "info";
   std::string node_lease_ttl = "10s";
+  // The VXLAN overlay (overlay/, agent/overlay/).
+  bool overlay = false;
+  bool direct_routing = false;
+  std::string subnet_grace = "10m";
 };
 
 struct LoomdConfig {
@@ -86,6 +90,9 @@ struct LoomdConfig {
   HostPort ingress_tls_addr;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration node_lease_ttl = absl::Seconds(10);
+  bool overlay = false;
+  bool direct_routing = false;
+  absl::Duration subnet_grace = absl::Minutes(10);
 };
 
 // Validates every flag; the first error is returned (InvalidArgument).

@@ -8,6 +8,8 @@
 
 #include "agent/daemon/instrumented_store.h"
 #include "agent/daemon/underlay.h"
+#include "overlay/nft_firewall.h"
+#include "overlay/overlay_kernel_netlink.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -173,6 +175,9 @@ absl::Status Daemon::Start() {
 
     NodeInfo node{config_.node_name, underlay.ip, "", "", OnlineCpus(), PhysicalMemory(),
                   std::string(kVersion)};
+    if (config_.overlay) {
+      RETURN_IF_ERROR(Annotate(StartOverlay(underlay, &node), "overlay"));
+    }
     RegistrarOptions options;
     options.ttl = config_.node_lease_ttl;
     options.lease_file = StrCat(config_.state_dir, "/node-lease");
@@ -182,6 +187,7 @@ absl::Status Daemon::Start() {
     RETURN_IF_ERROR(registrar_->Register());
     registrar_->Start();
     live_registrar_.store(registrar_.get());
+    if (overlay_) RETURN_IF_ERROR(Annotate(overlay_->Start(), "overlay watch"));
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
@@ -197,13 +203,40 @@ absl::Status Daemon::Start() {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::StartOverlay(const Underlay& underlay, NodeInfo* node) {
+  OverlayControllerOptions o;
+  o.node_name = config_.node_name;
+  o.cluster_cidr =
+      net::Ipv4Prefix::Create(net::Ipv4Address::FromHostOrder(config_.cluster_cidr.address),
+                              config_.cluster_cidr.prefix_len)
+          .value();
+  o.node_cidr_size = config_.node_cidr_size;
+  o.vni = config_.vxlan_vni;
+  o.port = config_.vxlan_port;
+  o.underlay_iface = underlay.iface;
+  ASSIGN_OR_RETURN(o.underlay_ip, net::Ipv4Address::Parse(underlay.ip));
+  o.direct_routing = config_.direct_routing;
+  o.subnet_grace = config_.subnet_grace;
+  o.metrics = &metrics_;
+  ASSIGN_OR_RETURN(std::unique_ptr<overlay::OverlayKernel> kernel,
+                   overlay::NewNetlinkOverlayKernel());
+  overlay_ = std::make_unique<OverlayController>(store_.get(), std::move(kernel),
+                                                 overlay::NewNftFirewall(), o);
+  RETURN_IF_ERROR(overlay_->Setup());
+  node->pod_cidr = overlay_->pod_cidr().ToString();
+  node->vtep_mac = overlay_->vtep_mac().ToString();
+  return absl::OkStatus();
+}
+
 void Daemon::Undo() {
   live_registrar_.store(nullptr);
+  if (overlay_) overlay_->Stop();
   if (registrar_) registrar_->Stop();
   if (api_server_) api_server_->Stop();
   if (metrics_server_) metrics_server_->Stop();
   open_store_.store(nullptr);
   registrar_.reset();
+  overlay_.reset();
   store_.reset();
   api_server_.reset();
   metrics_server_.reset();
@@ -217,6 +250,8 @@ void Daemon::Stop() {
   running_ = false;
   live_registrar_.store(nullptr);
   registrar_->Stop();
+  // The overlay's kernel state stays: pods keep talking while loomd restarts.
+  if (overlay_) overlay_->Stop();
   api_server_->Stop();
   metrics_server_->Stop();
   open_store_.store(nullptr);
@@ -224,6 +259,7 @@ void Daemon::Stop() {
            {"lease", registrar_->lease()},
            {"expires_in", absl::FormatDuration(config_.node_lease_ttl)});
   registrar_.reset();
+  overlay_.reset();
   store_.reset();
   api_server_.reset();
   metrics_server_.reset();

@@ -16,6 +16,8 @@
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
 #include "agent/daemon/node_registrar.h"
+#include "agent/daemon/underlay.h"
+#include "agent/overlay/overlay_controller.h"
 #include "agent/store/store.h"
 #include "common/http/server.h"
 #include "common/metrics/metrics.h"
@@ -49,9 +51,13 @@ class Daemon {
   // Whether the store is open and the node registered; otherwise why not.
   bool Ready(std::string* reason) const;
   AgentStatus Status() const;
+  // The overlay (with --overlay, once started): this node's pod subnet, device, MTU.
+  const OverlayController* overlay() const { return overlay_.get(); }
 
  private:
   void Undo();
+  // Claims the subnet and sets up the device; fills the node's podCIDR and vtepMAC.
+  absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
   http::Response HandleStatus() const;
   http::Response HandleReadyz() const;
   http::Response HandleMetrics() const;
@@ -64,6 +70,7 @@ class Daemon {
   std::unique_ptr<http::HttpServer> api_server_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<NodeRegistrar> registrar_;
+  std::unique_ptr<OverlayController> overlay_;
   // Read by the HTTP handlers while Start() runs.
   std::atomic<store::Store*> open_store_{nullptr};
   std::atomic<NodeRegistrar*> live_registrar_{nullptr};
