@@ -27,15 +27,22 @@ struct FirewallRules {
   friend bool operator==(const FirewallRules&, const FirewallRules&) = default;
 };
 
-// The `nft -f` script that replaces the table with `rules` in one transaction.
+// The `nft -f` script that replaces the table with `rules` in one transaction. The
+// table carries the comment `loom <RulesetTag>`, so that a restarted loomd can tell the
+// kernel already holds these rules and leave them alone.
 std::string RenderNftScript(const FirewallRules& rules);
+// A digest of the rules (16 hex digits).
+std::string RulesetTag(const FirewallRules& rules);
 
 class Firewall {
  public:
   virtual ~Firewall() = default;
-  // Makes the kernel's rules equal `rules`; no-op when they are already applied.
+  // Makes the kernel's rules equal `rules`; no-op when they are already applied (by
+  // this process or, as the table's tag shows, by an earlier one).
   virtual absl::Status Apply(const FirewallRules& rules) = 0;
   virtual absl::Status Remove() = 0;
+  // Rule sets written to the kernel so far (zero after a restart with no change).
+  virtual uint64_t writes() const = 0;
 };
 
 }  // namespace loom::overlay

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <fstream>
 #include <optional>
+#include <vector>
+
+#include "absl/strings/str_join.h"
 
 #include "common/log.h"
 #include "common/status.h"
@@ -17,8 +20,14 @@
 namespace loom::overlay {
 namespace {
 
-// Runs `nft -f -` with `script` on stdin; the error carries nft's stderr.
-absl::Status RunNft(const std::string& nft, const std::string& script) {
+// Runs nft with `args` and `script` on stdin; returns its output (stdout and stderr),
+// the error carries it.
+absl::StatusOr<std::string> RunNft(const std::string& nft, const std::vector<std::string>& args,
+                                   const std::string& script) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(nft.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   int in[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0) return ErrnoToStatus(errno, "pipe");
   if (pipe2(err, O_CLOEXEC) != 0) {
@@ -39,7 +48,7 @@ absl::Status RunNft(const std::string& nft, const std::string& script) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    execlp(nft.c_str(), nft.c_str(), "-f", "-", static_cast<char*>(nullptr));
+    execvp(nft.c_str(), argv.data());
     _exit(127);
   }
   close(in[0]);
@@ -64,11 +73,11 @@ absl::Status RunNft(const std::string& nft, const std::string& script) {
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return output;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
     return absl::FailedPreconditionError(StrCat("cannot run ", nft, " (is nftables installed?)"));
   }
-  return absl::InternalError(StrCat("nft -f failed: ", output));
+  return absl::InternalError(StrCat("nft ", absl::StrJoin(args, " "), " failed: ", output));
 }
 
 class NftFirewall : public Firewall {
@@ -77,19 +86,35 @@ class NftFirewall : public Firewall {
 
   absl::Status Apply(const FirewallRules& rules) override {
     if (applied_ && *applied_ == rules) return absl::OkStatus();
-    RETURN_IF_ERROR(RunNft(nft_, RenderNftScript(rules)));
+    if (!applied_) {
+      // A restart: the table an earlier loomd left may already be exactly this one.
+      absl::StatusOr<std::string> have = RunNft(nft_, {"list", "table", "ip", kNftTable}, "");
+      if (have.ok() &&
+          have->find(StrCat("comment \"loom ", RulesetTag(rules), "\"")) != std::string::npos) {
+        applied_ = rules;
+        RETURN_IF_ERROR(EnableIpForwarding());
+        return absl::OkStatus();
+      }
+    }
+    RETURN_IF_ERROR(RunNft(nft_, {"-f", "-"}, RenderNftScript(rules)).status());
+    RETURN_IF_ERROR(EnableIpForwarding());
+    ++writes_;
     applied_ = rules;
     LOG_DEBUG("overlay firewall applied", {"nodes", rules.nodes.size()});
     return absl::OkStatus();
   }
+  uint64_t writes() const override { return writes_; }
   absl::Status Remove() override {
     applied_.reset();
-    return RunNft(nft_, StrCat("add table ip ", kNftTable, "\ndelete table ip ", kNftTable, "\n"));
+    return RunNft(nft_, {"-f", "-"},
+                  StrCat("add table ip ", kNftTable, "\ndelete table ip ", kNftTable, "\n"))
+        .status();
   }
 
  private:
   std::string nft_;
   std::optional<FirewallRules> applied_;
+  uint64_t writes_ = 0;
 };
 
 }  // namespace

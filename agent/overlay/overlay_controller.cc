@@ -37,6 +37,9 @@ OverlayController::OverlayController(store::Store* store,
     peer_time_gauge_ = &m.AddGauge("loom_overlay_peer_program_seconds",
                                    "Time the last newly programmed peer's entries took.")
                             .Get();
+    firewall_writes_ = &m.AddCounter("loom_overlay_nft_writes_total",
+                                     "nftables rule sets written by the overlay.")
+                            .Get();
     reconcile_errors_ = &m.AddCounter("loom_overlay_reconcile_errors_total",
                                       "Overlay reconciles that failed (retried).")
                              .Get();
@@ -120,6 +123,10 @@ absl::Status OverlayController::Reconcile(const std::map<std::string, std::strin
   uint64_t writes = reconciler_.writes();
   if (writes_counter_ != nullptr) writes_counter_->Increment(static_cast<double>(writes - reported_writes_));
   reported_writes_ = writes;
+  if (firewall_ && firewall_writes_ != nullptr) {
+    firewall_writes_->Increment(static_cast<double>(firewall_->writes() - reported_firewall_writes_));
+    reported_firewall_writes_ = firewall_->writes();
+  }
   if (peers_gauge_ != nullptr) peers_gauge_->Set(reconciler_.peers_programmed());
   if (peer_time_gauge_ != nullptr) {
     peer_time_gauge_->Set(absl::ToDoubleSeconds(reconciler_.last_peer_program_time()));

@@ -86,9 +86,11 @@ class OverlayController {
   metrics::Counter* writes_counter_ = nullptr;
   metrics::Gauge* peer_time_gauge_ = nullptr;
   metrics::Counter* reconcile_errors_ = nullptr;
+  metrics::Counter* firewall_writes_ = nullptr;
 
   mutable absl::Mutex worker_mu_;  // serialises reconciles
   uint64_t reported_writes_ ABSL_GUARDED_BY(worker_mu_) = 0;
+  uint64_t reported_firewall_writes_ ABSL_GUARDED_BY(worker_mu_) = 0;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::string> nodes_ ABSL_GUARDED_BY(mu_);  // name -> JSON

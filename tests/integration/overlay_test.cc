@@ -189,6 +189,7 @@ TEST(OverlayTest, PodsAcrossNodes) {
     std::string setup = log.substr(log.rfind("msg=\"overlay set up\""));
     EXPECT_THAT(setup.substr(0, setup.find('\n')), HasSubstr("netlink_writes=0"));
     EXPECT_EQ(Metric(*c, 0, "loom_overlay_netlink_writes_total"), 0);
+    EXPECT_EQ(Metric(*c, 0, "loom_overlay_nft_writes_total"), 0);
     EXPECT_EQ(Metric(*c, 0, "loom_overlay_peers"), 3);
   }
 

@@ -20,6 +20,7 @@ class FakeFirewall : public overlay::Firewall {
     return absl::OkStatus();
   }
   absl::Status Remove() override { return absl::OkStatus(); }
+  uint64_t writes() const override { return 0; }
 
  private:
   overlay::FirewallRules* last_;
