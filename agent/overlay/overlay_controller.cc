@@ -25,6 +25,8 @@ OverlayController::OverlayController(store::Store* store,
     : store_(store), kernel_(std::move(kernel)), firewall_(std::move(firewall)),
       options_(std::move(options)),
       reconciler_(kernel_.get(), overlay::ReconcilerOptions{options_.direct_routing}),
+      allocator_(store, SubnetAllocatorOptions{.cluster_cidr = options_.cluster_cidr,
+                                               .node_cidr_size = options_.node_cidr_size}),
       sweeper_(store, options_.subnet_grace) {
   if (options_.metrics != nullptr) {
     metrics::Registry& m = *options_.metrics;
@@ -59,12 +61,8 @@ int OverlayController::peers() const {
 }
 
 absl::Status OverlayController::Setup() {
-  SubnetAllocatorOptions so;
-  so.cluster_cidr = options_.cluster_cidr;
-  so.node_cidr_size = options_.node_cidr_size;
-  SubnetAllocator allocator(store_, so);
   ASSIGN_OR_RETURN(pod_cidr_,
-                   allocator.Acquire(options_.node_name, options_.underlay_ip.ToString()));
+                   allocator_.Acquire(options_.node_name, options_.underlay_ip.ToString()));
   overlay::DeviceConfig dc;
   dc.vni = options_.vni;
   dc.port = options_.port;
@@ -208,6 +206,10 @@ void OverlayController::Run() {
       next_sweep = absl::Now() + sweep_every;
       absl::StatusOr<int> freed = sweeper_.SweepOnce(absl::Now());
       if (!freed.ok()) LOG_WARNING("subnet sweep failed", {"error", freed.status().message()});
+      // Our own claim may have been swept while this node was cut off from the store.
+      absl::Status claim = allocator_.EnsureClaim(options_.node_name,
+                                                  options_.underlay_ip.ToString(), pod_cidr_);
+      if (!claim.ok()) LOG_ERROR("this node's subnet claim", {"error", claim.message()});
     }
   }
 }

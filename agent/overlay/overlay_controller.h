@@ -77,6 +77,7 @@ class OverlayController {
   std::unique_ptr<overlay::Firewall> firewall_;
   const OverlayControllerOptions options_;
   overlay::VxlanReconciler reconciler_;  // used by one thread at a time (worker_mu_)
+  SubnetAllocator allocator_;
   SubnetSweeper sweeper_;
   net::Ipv4Prefix pod_cidr_;
   std::unique_ptr<store::Watch> watch_;

@@ -84,13 +84,9 @@ absl::StatusOr<net::Ipv4Prefix> SubnetAllocator::Acquire(std::string_view node,
       }
     }
     std::string key = SubnetKey(chosen);
-    Json value{{"node", std::string(node)},
-               {"underlayIP", std::string(underlay_ip)},
-               {"claimed", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", options_.now(),
-                                            absl::UTCTimeZone())}};
     store::Txn txn;
     txn.compare.push_back(store::Compare::Absent(key));
-    txn.success.push_back(store::Op::Put(key, value.dump()));
+    txn.success.push_back(store::Op::Put(key, ClaimValue(node, underlay_ip)));
     ASSIGN_OR_RETURN(store::TxnResult result, store_->Commit(txn));
     if (result.succeeded) {
       LOG_INFO("claimed a node subnet", {"node", node}, {"subnet", chosen.ToString()},
@@ -101,6 +97,39 @@ absl::StatusOr<net::Ipv4Prefix> SubnetAllocator::Acquire(std::string_view node,
   }
   return absl::AbortedError(StrCat("could not claim a subnet of ", cluster.ToString(),
                                    " after ", options_.max_attempts, " conflicting attempts"));
+}
+
+std::string SubnetAllocator::ClaimValue(std::string_view node, std::string_view underlay_ip) const {
+  return Json{{"node", std::string(node)},
+              {"underlayIP", std::string(underlay_ip)},
+              {"claimed",
+               absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", options_.now(), absl::UTCTimeZone())}}
+      .dump();
+}
+
+absl::Status SubnetAllocator::EnsureClaim(std::string_view node, std::string_view underlay_ip,
+                                          const net::Ipv4Prefix& subnet) {
+  std::string key = SubnetKey(subnet);
+  ASSIGN_OR_RETURN(std::optional<store::KeyValue> kv, store_->Get(key));
+  if (!kv) {
+    store::Txn txn;
+    txn.compare.push_back(store::Compare::Absent(key));
+    txn.success.push_back(store::Op::Put(key, ClaimValue(node, underlay_ip)));
+    ASSIGN_OR_RETURN(store::TxnResult result, store_->Commit(txn));
+    if (result.succeeded) {
+      LOG_WARNING("this node's subnet claim was gone; claimed it again", {"node", node},
+                  {"subnet", subnet.ToString()});
+      return absl::OkStatus();
+    }
+    ASSIGN_OR_RETURN(kv, store_->Get(key));
+    if (!kv) return absl::AbortedError(StrCat("subnet ", subnet.ToString(), " claim raced"));
+  }
+  std::string owner = ClaimOwner(kv->value);
+  if (owner != node) {
+    return absl::FailedPreconditionError(StrCat("subnet ", subnet.ToString(), " of node ", node,
+                                                " now belongs to node ", owner));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> SubnetSweeper::SweepOnce(absl::Time now) {

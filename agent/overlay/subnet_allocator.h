@@ -47,8 +47,15 @@ class SubnetAllocator {
   // ResourceExhausted naming the cluster CIDR when none is free; Aborted after
   // max_attempts lost races.
   absl::StatusOr<net::Ipv4Prefix> Acquire(std::string_view node, std::string_view underlay_ip);
+  // Re-asserts a claim this node holds: OK when the key names the node; writes it back
+  // (compare-and-swap on absence) when a sweeper freed it while this node was cut off;
+  // FailedPrecondition naming the new owner when another node took it meanwhile.
+  absl::Status EnsureClaim(std::string_view node, std::string_view underlay_ip,
+                           const net::Ipv4Prefix& subnet);
 
  private:
+  std::string ClaimValue(std::string_view node, std::string_view underlay_ip) const;
+
   store::Store* const store_;
   SubnetAllocatorOptions options_;
 };

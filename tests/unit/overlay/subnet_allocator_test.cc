@@ -117,6 +117,19 @@ TEST(SubnetAllocatorTest, ClaimsOfAnotherSizeBlockOverlappingSubnets) {
               testing::StatusIs(absl::StatusCode::kResourceExhausted));
 }
 
+TEST(SubnetAllocatorTest, EnsureClaimRestoresAFreedClaimAndReportsATakenOne) {
+  auto store = store::NewMemoryStore();
+  SubnetAllocator a(store.get(), Options("10.244.0.0/16", 24));
+  ASSERT_OK_AND_ASSIGN(net::Ipv4Prefix s, a.Acquire("node1", "198.51.100.11"));
+  ASSERT_OK(a.EnsureClaim("node1", "198.51.100.11", s));
+  ASSERT_OK(store->Delete(SubnetKey(s)).status());
+  ASSERT_OK(a.EnsureClaim("node1", "198.51.100.11", s));
+  EXPECT_THAT(store->Get(SubnetKey(s)).value()->value, HasSubstr("node1"));
+  ASSERT_OK(store->Put(SubnetKey(s), R"({"node":"node9"})").status());
+  EXPECT_THAT(a.EnsureClaim("node1", "198.51.100.11", s),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("node9")));
+}
+
 TEST(SubnetSweeperTest, FreesSubnetOnlyAfterGraceWithNodeGone) {
   auto store = store::NewMemoryStore();
   SubnetAllocator a(store.get(), Options("10.244.0.0/16", 24));
