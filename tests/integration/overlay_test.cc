@@ -3,7 +3,8 @@
 // pod MTU is exact; egress is masqueraded and pod-to-pod is not; VXLAN from a
 // non-node is dropped; a loomd restart writes nothing and an iperf3 flow survives it;
 // a stopped node's entries go once its lease expires, and a joining node is
-// programmed everywhere within 1 s of its registration.
+// programmed everywhere within 1 s of its registration. With --direct-routing, peers
+// on the same underlay subnet get plain routes and pods still reach each other.
 #include <signal.h>
 
 #include <set>
@@ -219,6 +220,39 @@ TEST(OverlayTest, PodsAcrossNodes) {
                 absl::FormatDuration(took).c_str());
     EXPECT_LT(took, absl::Seconds(1));
   }
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// --direct-routing: nodes on one underlay subnet route to each other without VXLAN.
+TEST(OverlayTest, DirectRoutingOnSharedSegment) {
+  LOOM_REQUIRE_ROOT();
+  LOOM_REQUIRE(RunCommand({"nft", "--version"}).ok(), "nft");
+  ClusterOptions options;
+  options.nodes = 2;
+  options.extra_loomd_flags = {"--overlay", "--direct-routing"};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cluster> c, Cluster::Create(options));
+  ASSERT_OK_AND_ASSIGN(NodeOverlay peer, ReadNodeOverlay(*c, 1));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto routes = c->ExecInNode(0, {"ip", "route", "show", "proto", "76"});
+        return routes.ok() &&
+               routes->find(StrCat(peer.subnet_base, "0/24 via ", c->node(1).underlay_ip,
+                                   " dev eth0")) != std::string::npos;
+      },
+      absl::Seconds(5)))
+      << c->LogTail(0);
+  ASSERT_OK_AND_ASSIGN(std::string neigh, c->ExecInNode(0, {"ip", "neigh", "show", "dev", "loom.1"}));
+  EXPECT_EQ(neigh, "");
+  OverlayPods pods(c.get());
+  ASSERT_OK_AND_ASSIGN(OverlayPod a, pods.Add(0, 10));
+  ASSERT_OK_AND_ASSIGN(OverlayPod b, pods.Add(1, 10));
+  ASSERT_OK_AND_ASSIGN(CommandResult r, pods.Exec(a, {"ping", "-c1", "-W2", b.ip}));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 }
 
 }  // namespace
