@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include "absl/container/flat_hash_map.h"
 #include "common/log.h"
@@ -73,6 +74,12 @@ std::vector<uint8_t> FitForClient(std::vector<uint8_t> response, const Query& q,
   EndResponse(q, static_cast<uint16_t>(capacity), &w);
   out.resize(w.size());
   return out;
+}
+
+int64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
 std::vector<uint8_t> ErrorBytes(const Query& q, Rcode rcode, uint16_t udp_size) {
@@ -444,6 +451,19 @@ void DnsServer::UdpLoop(Worker* w) {
 int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
                       bool tcp, ZoneCache* zone,
                       std::function<void(std::vector<uint8_t>)> async) {
+  int64_t start = MonotonicNs();
+  int len = HandleTimed(data, size, out, out_capacity, tcp, zone, std::move(async), start);
+  // Answers that come later (forwarded) are timed where they complete.
+  if (len > 0) stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
+  return len;
+}
+
+int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
+                           bool tcp, ZoneCache* zone,
+                           std::function<void(std::vector<uint8_t>)> async, int64_t start) {
+  auto observe = [this, start] {
+    stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
+  };
   Query q;
   DecodeError err;
   if (!DecodeQuery(data, size, &q, &err)) {
@@ -456,6 +476,7 @@ int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out
     stats_.rcode[static_cast<int>(Rcode::kFormErr)].fetch_add(1, std::memory_order_relaxed);
     return static_cast<int>(len);
   }
+  stats_.CountQtype(q.question.qtype);
   uint16_t client_udp = q.edns ? std::max<uint16_t>(q.edns->udp_size, kMinUdpSize) : kMinUdpSize;
   size_t capacity = tcp ? std::min(out_capacity, kMaxTcpMessage)
                         : std::min<size_t>({out_capacity, client_udp, options_.max_udp_size});
@@ -514,8 +535,9 @@ int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out
   size_t client_capacity = capacity;
   if (a.outcome == ZoneOutcome::kNotAuthoritative) {
     std::vector<uint8_t> query(data, data + size);
-    upstream_->Resolve(std::move(query), [this, q, client_capacity, reply_udp,
-                                          async](absl::StatusOr<std::vector<uint8_t>> r) {
+    upstream_->Resolve(std::move(query), [this, q, client_capacity, reply_udp, async,
+                                          observe](absl::StatusOr<std::vector<uint8_t>> r) {
+      observe();
       if (!r.ok() || r->size() < kHeaderSize) {
         stats_.rcode[static_cast<int>(Rcode::kServFail)].fetch_add(1, std::memory_order_relaxed);
         async(ErrorBytes(q, Rcode::kServFail, reply_udp));
@@ -539,8 +561,9 @@ int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out
   sw.AddQuestion(a.external_target, q.question.qtype, kClassIn);
   sub.resize(sw.size());
   std::shared_ptr<const ClusterZone> snapshot = zone->zone;
-  upstream_->Resolve(std::move(sub), [this, q, snapshot, client_capacity, reply_udp,
-                                      async](absl::StatusOr<std::vector<uint8_t>> r) {
+  upstream_->Resolve(std::move(sub), [this, q, snapshot, client_capacity, reply_udp, async,
+                                      observe](absl::StatusOr<std::vector<uint8_t>> r) {
+    observe();
     std::vector<uint8_t> out(client_capacity);
     MessageWriter w(out.data(), out.size());
     BeginResponse(q, &w);

@@ -28,6 +28,23 @@ struct ServerOptions {
   int max_tcp_connections = 1024;
 };
 
+// Query latency (receipt to answer sent or handed back), in lock-free buckets.
+struct LatencyHistogram {
+  // Upper bounds in microseconds; one more bucket counts everything above.
+  static constexpr uint64_t kBoundsUs[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000,
+                                           25000, 50000, 100000, 250000, 500000, 1000000};
+  static constexpr size_t kBuckets = sizeof(kBoundsUs) / sizeof(kBoundsUs[0]) + 1;
+  std::atomic<uint64_t> buckets[kBuckets] = {};  // per bucket, not cumulative
+  std::atomic<uint64_t> sum_ns{0};
+
+  void Observe(uint64_t ns) {
+    size_t i = 0;
+    while (i + 1 < kBuckets && ns > kBoundsUs[i] * 1000) ++i;
+    buckets[i].fetch_add(1, std::memory_order_relaxed);
+    sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  }
+};
+
 struct ServerStats {
   std::atomic<uint64_t> queries_udp{0};
   std::atomic<uint64_t> queries_tcp{0};
@@ -35,6 +52,17 @@ struct ServerStats {
   std::atomic<uint64_t> forwarded{0};
   std::atomic<uint64_t> truncated{0};
   std::atomic<uint64_t> rcode[16] = {};
+  // Decoded queries by QTYPE: the types of kCountedTypes, then every other type.
+  static constexpr uint16_t kCountedTypes[] = {1, 28, 33, 12, 16, 5, 6, 2, 255};
+  static constexpr size_t kQtypeSlots = sizeof(kCountedTypes) / sizeof(kCountedTypes[0]) + 1;
+  std::atomic<uint64_t> qtype[kQtypeSlots] = {};
+  LatencyHistogram latency;
+
+  void CountQtype(uint16_t t) {
+    size_t i = 0;
+    while (i + 1 < kQtypeSlots && kCountedTypes[i] != t) ++i;
+    qtype[i].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // Holds the current zone snapshot; Set() from the store watch, read by workers.
@@ -77,6 +105,9 @@ class DnsServer {
   // the packet is dropped, or -1 when the answer will come later via `async`.
   int Handle(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
              ZoneCache* zone, std::function<void(std::vector<uint8_t>)> async);
+  int HandleTimed(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
+                  ZoneCache* zone, std::function<void(std::vector<uint8_t>)> async,
+                  int64_t start_ns);
   void UdpLoop(Worker* worker);
 
   ServerOptions options_;

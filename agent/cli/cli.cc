@@ -21,8 +21,13 @@ void Usage(FILE* f) {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {"status", "status [-o json|yaml]", "Show this node's loomd: node, store, readiness.",
+      {"status", "status [-o json|yaml]", "Show this node's loomd: node, store, readiness, DNS.",
        StatusCommand},
+      {"apply", "apply -f FILE|-", "Create or update the objects in FILE (YAML or JSON).",
+       ApplyCommand},
+      {"get", "get services|endpoints [NAME] [-n NS] [-o json|yaml]", "List or show objects.",
+       GetCommand},
+      {"delete", "delete service NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
   };
   return *commands;
 }
@@ -107,34 +112,55 @@ absl::StatusOr<OutputFormat> TakeOutputFormat(std::vector<std::string>& args) {
   return format;
 }
 
-absl::StatusOr<Json> GetJson(Context& ctx, std::string_view target) {
+std::string Reply::ErrorText() const {
+  std::string detail = body.is_object() && body.contains("error") && body["error"].is_string()
+                           ? body["error"].get<std::string>()
+                           : raw;
+  while (!detail.empty() && detail.back() == '\n') detail.pop_back();
+  return detail;
+}
+
+absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string_view target,
+                              std::string_view body) {
   http::HttpClient client = http::HttpClient::ForUnixSocket(ctx.socket);
-  absl::StatusOr<http::Response> response = client.Get(target);
+  absl::StatusOr<http::Response> response = client.Send(method, target, body);
   if (!response.ok()) {
     std::string reason(response.status().message());
     // The client names the socket itself; say it once.
     std::string prefix = StrCat("cannot connect to ", ctx.socket, ": ");
     if (reason.rfind(prefix, 0) == 0) reason = reason.substr(prefix.size());
-    std::string message = StrCat("cannot reach loomd at ", ctx.socket, ": ", reason);
-    std::fprintf(ctx.err, "loomctl: %s\n", message.c_str());
-    return absl::UnavailableError(message);
+    return absl::UnavailableError(StrCat("cannot reach loomd at ", ctx.socket, ": ", reason));
   }
-  absl::StatusOr<Json> body = ParseJson(response->body);
-  if (response->status != 200) {
-    std::string detail = body.ok() && body->is_object() && body->contains("error")
-                             ? body->value("error", "")
-                             : response->body;
-    while (!detail.empty() && detail.back() == '\n') detail.pop_back();
-    std::string message = StrCat("loomd answered ", response->status, ": ", detail);
+  Reply reply;
+  reply.status = response->status;
+  reply.raw = response->body;
+  absl::StatusOr<Json> parsed = ParseJson(response->body);
+  if (parsed.ok()) reply.body = *std::move(parsed);
+  return reply;
+}
+
+void PrintUnreachable(Context& ctx, const absl::Status& status) {
+  std::fprintf(ctx.err, "loomctl: %s\n", std::string(status.message()).c_str());
+}
+
+absl::StatusOr<Json> GetJson(Context& ctx, std::string_view target) {
+  absl::StatusOr<Reply> reply = Request(ctx, "GET", target);
+  if (!reply.ok()) {
+    PrintUnreachable(ctx, reply.status());
+    return reply.status();
+  }
+  if (reply->status != 200) {
+    std::string message = StrCat("loomd answered ", reply->status, ": ", reply->ErrorText());
     std::fprintf(ctx.err, "loomctl: %s\n", message.c_str());
     return absl::InternalError(message);
   }
-  if (!body.ok()) {
-    std::string message = StrCat("loomd sent malformed JSON: ", body.status().message());
+  if (reply->body.is_null()) {
+    absl::Status parse = ParseJson(reply->raw).status();
+    std::string message = StrCat("loomd sent malformed JSON: ", parse.message());
     std::fprintf(ctx.err, "loomctl: %s\n", message.c_str());
-    return body.status();
+    return absl::InvalidArgumentError(message);
   }
-  return body;
+  return reply->body;
 }
 
 void PrintStructured(Context& ctx, const Json& value, OutputFormat format) {

@@ -51,6 +51,19 @@ absl::StatusOr<OutputFormat> TakeOutputFormat(std::vector<std::string>& args);
 // one line ("cannot reach loomd at /run/loom/loomd.sock: ..."); returns the exit code
 // in `exit_code` when it fails.
 absl::StatusOr<Json> GetJson(Context& ctx, std::string_view target);
+// A reply from loomd: the HTTP status and the parsed body (null when not JSON).
+struct Reply {
+  int status = 0;
+  Json body;
+  std::string raw;
+  // The "error" of an error reply, else the raw body, without a trailing newline.
+  std::string ErrorText() const;
+};
+// Sends one request; fails (printing nothing) only when loomd cannot be reached.
+absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string_view target,
+                              std::string_view body = "");
+// Prints the one-line "cannot reach loomd" error for a failed Request.
+void PrintUnreachable(Context& ctx, const absl::Status& status);
 // Prints `value` as JSON or YAML.
 void PrintStructured(Context& ctx, const Json& value, OutputFormat format);
 // Lays out rows (the first is the header) in columns separated by three spaces.
@@ -60,6 +73,11 @@ std::string FormatAge(int64_t seconds);
 
 // The commands.
 int StatusCommand(Context& ctx, const std::vector<std::string>& args);
+int ApplyCommand(Context& ctx, const std::vector<std::string>& args);
+int GetCommand(Context& ctx, const std::vector<std::string>& args);
+int DeleteCommand(Context& ctx, const std::vector<std::string>& args);
+std::string FormatServicesTable(const Json& items, int64_t now_unix);
+std::string FormatEndpointsTable(const Json& items);
 std::string FormatStatusTable(const Json& status);
 
 }  // namespace loom::cli

@@ -16,9 +16,26 @@ std::string FormatStatusTable(const Json& s) {
   std::string uptime = s.contains("uptimeSeconds") && s["uptimeSeconds"].is_number_integer()
                            ? FormatAge(s["uptimeSeconds"].get<int64_t>())
                            : "-";
-  return FormatTable({{"NODE", "VERSION", "STORE", "STORE HEALTHY", "REVISION", "READY", "UPTIME"},
-                      {str(s, "node"), str(s, "version"), str(store, "kind"),
-                       str(store, "healthy"), str(store, "revision"), str(s, "ready"), uptime}});
+  std::string table =
+      FormatTable({{"NODE", "VERSION", "STORE", "STORE HEALTHY", "REVISION", "READY", "UPTIME"},
+                   {str(s, "node"), str(s, "version"), str(store, "kind"), str(store, "healthy"),
+                    str(store, "revision"), str(s, "ready"), uptime}});
+  if (s.contains("dns") && s["dns"].is_object()) {
+    const Json& dns = s["dns"];
+    Json zone = dns.value("zone", Json::object());
+    Json fwd = dns.value("forwarding", Json::object());
+    std::string upstreams = "none";
+    if (fwd.value("enabled", false)) {
+      upstreams = StrCat(fwd.value("healthy", Json::array()).size(), "/",
+                         fwd.value("upstreams", Json::array()).size(), " healthy");
+      if (fwd.value("loopDetected", false)) upstreams += ", LOOP DETECTED";
+    }
+    table += '\n';
+    table += FormatTable({{"DNS", "SERVING", "SERVICES", "NAMES", "UPSTREAMS"},
+                                 {str(dns, "address"), str(dns, "serving"), str(zone, "services"),
+                                  str(zone, "names"), upstreams}});
+  }
+  return table;
 }
 
 int StatusCommand(Context& ctx, const std::vector<std::string>& args) {

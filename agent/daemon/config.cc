@@ -164,6 +164,8 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
   RETURN_IF_ERROR(CheckPath("state-dir", f.state_dir));
   RETURN_IF_ERROR(CheckPath("run-dir", f.run_dir));
   c.state_dir = f.state_dir;
+  c.cni_del_queue_dir = f.cni_del_queue_dir.empty() ? StrCat(f.state_dir, "/cni-del-queue")
+                                                    : f.cni_del_queue_dir;
   c.run_dir = f.run_dir;
   c.api_socket = f.api_socket.empty() ? StrCat(f.run_dir, "/loomd.sock") : f.api_socket;
   RETURN_IF_ERROR(CheckPath("api-socket", c.api_socket));
@@ -189,6 +191,21 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
                             c.cluster_cidr.prefix_len, ") and 30"));
   }
   c.node_cidr_size = f.node_cidr_size;
+  if (f.pod_cidr.empty()) {
+    c.pod_cidr = {c.cluster_cidr.address, c.node_cidr_size};
+  } else {
+    ASSIGN_OR_RETURN(c.pod_cidr, ForFlag("pod-cidr", f.pod_cidr, ParseIpv4Cidr(f.pod_cidr)));
+    uint32_t mask =
+        c.cluster_cidr.prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - c.cluster_cidr.prefix_len);
+    if (c.pod_cidr.prefix_len < c.cluster_cidr.prefix_len ||
+        (c.pod_cidr.address & mask) != c.cluster_cidr.address) {
+      return FlagError("pod-cidr", f.pod_cidr,
+                       StrCat("not inside --cluster-cidr ", c.cluster_cidr.ToString()));
+    }
+    if (c.pod_cidr.prefix_len > 30) {
+      return FlagError("pod-cidr", f.pod_cidr, "prefix length must be at most 30");
+    }
+  }
   ASSIGN_OR_RETURN(c.service_cidr,
                    ForFlag("service-cidr", f.service_cidr, ParseIpv4Cidr(f.service_cidr)));
   {
@@ -204,7 +221,9 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
   }
   c.cluster_domain = f.cluster_domain;
   ASSIGN_OR_RETURN(c.dns_addr, ForFlag("dns-addr", f.dns_addr, ParseHostPort(f.dns_addr)));
-  if (!f.dns_upstream.empty()) {
+  if (f.dns_upstream == "none") {
+    c.dns_forwarding = false;
+  } else if (!f.dns_upstream.empty()) {
     for (absl::string_view part : absl::StrSplit(ToAbsl(f.dns_upstream), ',')) {
       std::string one(part);
       // A bare address means port 53.
@@ -215,6 +234,21 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
       c.dns_upstream.push_back(hp);
     }
   }
+  absl::Duration dns_ttl;
+  if (!absl::ParseDuration(f.dns_ttl, &dns_ttl) || dns_ttl < absl::ZeroDuration() ||
+      dns_ttl != absl::Seconds(absl::ToInt64Seconds(dns_ttl)) || dns_ttl > absl::Hours(24)) {
+    return FlagError("dns-ttl", f.dns_ttl, "want whole seconds between 0s and 24h, such as 5s");
+  }
+  c.resolv_conf = f.resolv_conf;
+  c.dns_ttl_seconds = static_cast<uint32_t>(absl::ToInt64Seconds(dns_ttl));
+  if (f.dns_workers < 1 || f.dns_workers > 64) {
+    return FlagError("dns-workers", std::to_string(f.dns_workers), "must be 1..64");
+  }
+  c.dns_workers = f.dns_workers;
+  if (f.dns_max_udp_size < 512 || f.dns_max_udp_size > 4096) {
+    return FlagError("dns-max-udp-size", std::to_string(f.dns_max_udp_size), "must be 512..4096");
+  }
+  c.dns_max_udp_size = static_cast<uint16_t>(f.dns_max_udp_size);
   if (f.vxlan_vni < 1 || f.vxlan_vni > 16777215) {
     return FlagError("vxlan-vni", std::to_string(f.vxlan_vni), "must be 1..16777215");
   }

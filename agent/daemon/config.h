@@ -49,7 +49,11 @@ struct RawFlags {
   std::string service_cidr = "10.96.0.0/12";
   std::string cluster_domain = "cluster.local";
   std::string dns_addr = "169.254.20.10:53";
-  std::string dns_upstream;  // "": the host's resolv.conf
+  std::string dns_upstream;  // "": the host's resolv.conf; "none": no forwarding
+  std::string dns_ttl = "5s";
+  int32_t dns_workers = 1;
+  int32_t dns_max_udp_size = 1232;
+  std::string resolv_conf = "/etc/resolv.conf";  // where the default upstreams come from
   int32_t vxlan_vni = 1;
   int32_t vxlan_port = 4789;
   std::string bpffs_dir = "/sys/fs/bpf/loom";
@@ -64,6 +68,8 @@ struct RawFlags {
   bool overlay = false;
   bool direct_routing = false;
   std::string subnet_grace = "10m";
+  std::string pod_cidr;           // "": the first --node-cidr-size subnet of --cluster-cidr
+  std::string cni_del_queue_dir;  // "": <state-dir>/cni-del-queue
 };
 
 struct LoomdConfig {
@@ -79,7 +85,12 @@ struct LoomdConfig {
   Ipv4Cidr service_cidr;
   std::string cluster_domain;
   HostPort dns_addr;
-  std::vector<HostPort> dns_upstream;  // empty: the host's resolv.conf
+  std::vector<HostPort> dns_upstream;  // empty: the nameservers of `resolv_conf`
+  bool dns_forwarding = true;          // false: --dns-upstream=none
+  std::string resolv_conf = "/etc/resolv.conf";
+  uint32_t dns_ttl_seconds = 5;
+  int dns_workers = 1;
+  uint16_t dns_max_udp_size = 1232;
   uint32_t vxlan_vni = 1;
   uint16_t vxlan_port = 4789;
   std::string bpffs_dir;
@@ -93,6 +104,8 @@ struct LoomdConfig {
   bool overlay = false;
   bool direct_routing = false;
   absl::Duration subnet_grace = absl::Minutes(10);
+  Ipv4Cidr pod_cidr;              // this node's pod addresses (IPAM); inside cluster_cidr
+  std::string cni_del_queue_dir;  // DELs the plugin queued while loomd was down
 };
 
 // Validates every flag; the first error is returned (InvalidArgument).

@@ -10,6 +10,8 @@
 #include "agent/daemon/underlay.h"
 #include "overlay/nft_firewall.h"
 #include "overlay/overlay_kernel_netlink.h"
+#include "agent/services/object_api.h"
+#include "common/net/ip.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -48,15 +50,31 @@ int64_t PhysicalMemory() {
   return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
 }
 
+cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& underlay_iface,
+                                      const Daemon* daemon) {
+  cniapi::CniApiOptions o;
+  o.node = c.node_name;
+  o.pod_cidr = *net::Ipv4Prefix::Create(net::Ipv4Address::FromHostOrder(c.pod_cidr.address),
+                                        c.pod_cidr.prefix_len);
+  o.underlay_iface = underlay_iface;
+  o.dns_nameserver = c.dns_addr.host;
+  o.cluster_domain = c.cluster_domain;
+  o.del_queue_dir = c.cni_del_queue_dir;
+  o.ready = [daemon](std::string* reason) { return daemon->Ready(reason); };
+  return o;
+}
+
 }  // namespace
 
 Json AgentStatusToJson(const AgentStatus& s) {
-  return Json{{"node", s.node},
+  Json j = Json{{"node", s.node},
               {"version", s.version},
               {"store",
                {{"kind", s.store_kind}, {"healthy", s.store_healthy}, {"revision", s.revision}}},
               {"uptimeSeconds", s.uptime_seconds},
               {"ready", s.ready}};
+  if (!s.dns.is_null()) j["dns"] = s.dns;
+  return j;
 }
 
 Daemon::Daemon(LoomdConfig config) : config_(std::move(config)), start_time_(absl::Now()) {
@@ -88,7 +106,12 @@ bool Daemon::Ready(std::string* reason) const {
     *reason = StrCat("node lease: ", registrar->last_error());
     return false;
   }
-  return true;
+  NodeDns* dns = live_dns_.load();
+  if (dns == nullptr) {
+    *reason = "dns not started";
+    return false;
+  }
+  return dns->Ready(reason);
 }
 
 AgentStatus Daemon::Status() const {
@@ -105,6 +128,7 @@ AgentStatus Daemon::Status() const {
   }
   std::string reason;
   s.ready = Ready(&reason);
+  if (NodeDns* dns = live_dns_.load(); dns != nullptr) s.dns = dns->StatusJson();
   return s;
 }
 
@@ -121,7 +145,10 @@ http::Response Daemon::HandleReadyz() const {
 http::Response Daemon::HandleMetrics() const {
   std::string reason;
   ready_gauge_->Set(Ready(&reason) ? 1 : 0);
-  return {200, std::string(metrics::kContentType), metrics_.Render()};
+  NodeDns* dns = live_dns_.load();
+  if (dns != nullptr) dns->UpdateMetrics();
+  return {200, std::string(metrics::kContentType),
+          metrics_.Render() + (dns != nullptr ? dns->RenderLatency() : "")};
 }
 
 absl::Status Daemon::Start() {
@@ -147,6 +174,14 @@ absl::Status Daemon::Start() {
     }
     http::Router api_router;
     api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
+    cni_api_ = std::make_unique<cniapi::CniApi>(CniApiOptionsFor(config_, underlay.iface, this));
+    cni_api_->Register(api_router);
+    RegisterObjectRoutes(api_router,
+                         {[this] { return live_services_.load(); },
+                          [this]() -> std::shared_ptr<const ServiceState> {
+                            ServiceController* c = live_controller_.load();
+                            return c == nullptr ? nullptr : c->Current();
+                          }});
     http::ServerOptions api_options;
     api_options.threads = 2;
     api_server_ = std::make_unique<http::HttpServer>(
@@ -188,6 +223,11 @@ absl::Status Daemon::Start() {
     registrar_->Start();
     live_registrar_.store(registrar_.get());
     if (overlay_) RETURN_IF_ERROR(Annotate(overlay_->Start(), "overlay watch"));
+    // With the overlay, pod addresses come from the leased subnet.
+    RETURN_IF_ERROR(cni_api_->Start(
+        store_.get(), overlay_ ? std::optional<net::Ipv4Prefix>(overlay_->pod_cidr())
+                               : std::nullopt));
+    RETURN_IF_ERROR(StartServicesAndDns());
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
@@ -228,13 +268,71 @@ absl::Status Daemon::StartOverlay(const Underlay& underlay, NodeInfo* node) {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::StartServicesAndDns() {
+  ServiceRegistryOptions ro;
+  ro.cidr = {config_.service_cidr.address, config_.service_cidr.prefix_len};
+  if (absl::StatusOr<net::Ipv4Address> dns_ip = net::Ipv4Address::Parse(config_.dns_addr.host);
+      dns_ip.ok()) {
+    ro.reserved.push_back(dns_ip->ToHostOrder());
+  }
+  service_registry_ = std::make_unique<ServiceRegistry>(store_.get(), ro);
+  live_services_.store(service_registry_.get());
+
+  NodeDnsOptions dno;
+  dno.ip = config_.dns_addr.host;
+  dno.port = config_.dns_addr.port;
+  dno.domain = config_.cluster_domain;
+  dno.ttl = config_.dns_ttl_seconds;
+  dno.workers = config_.dns_workers;
+  dno.max_udp_size = config_.dns_max_udp_size;
+  if (config_.dns_forwarding && !config_.dns_upstream.empty()) {
+    for (const HostPort& hp : config_.dns_upstream) dno.upstreams.push_back(hp.ToString());
+  } else if (config_.dns_forwarding) {
+    absl::StatusOr<std::vector<std::string>> servers = dns::ReadResolvConf(config_.resolv_conf);
+    if (servers.ok()) {
+      for (const std::string& ip : *servers) dno.upstreams.push_back(StrCat(ip, ":53"));
+    } else {
+      LOG_WARNING("dns forwarding disabled: no upstream in the host's resolv.conf",
+                  {"error", servers.status().message()});
+    }
+  } else {
+    LOG_INFO("dns forwarding disabled (--dns-upstream=none): other names are REFUSED");
+  }
+  dno.address_file = StrCat(config_.run_dir, "/dns-address");
+  node_dns_ = std::make_unique<NodeDns>(dno, &metrics_);
+  RETURN_IF_ERROR(Annotate(node_dns_->Start(), "dns"));
+  live_dns_.store(node_dns_.get());
+
+  service_controller_ = std::make_unique<ServiceController>(store_.get());
+  NodeDns* dns = node_dns_.get();
+  service_controller_->Subscribe(
+      [dns](std::shared_ptr<const ServiceState> state) { dns->OnState(std::move(state)); });
+  RETURN_IF_ERROR(service_controller_->Start());
+  live_controller_.store(service_controller_.get());
+  return absl::OkStatus();
+}
+
+void Daemon::StopServicesAndDns() {
+  live_controller_.store(nullptr);
+  live_dns_.store(nullptr);
+  live_services_.store(nullptr);
+  // The controller first: it feeds DNS.
+  if (service_controller_) service_controller_->Stop();
+  if (node_dns_) node_dns_->Stop();
+}
+
 void Daemon::Undo() {
+  StopServicesAndDns();
   live_registrar_.store(nullptr);
   if (overlay_) overlay_->Stop();
   if (registrar_) registrar_->Stop();
   if (api_server_) api_server_->Stop();
+  cni_api_.reset();
   if (metrics_server_) metrics_server_->Stop();
   open_store_.store(nullptr);
+  service_controller_.reset();
+  node_dns_.reset();
+  service_registry_.reset();
   registrar_.reset();
   overlay_.reset();
   store_.reset();
@@ -248,16 +346,21 @@ void Daemon::Undo() {
 void Daemon::Stop() {
   if (!running_) return;
   running_ = false;
+  api_server_->Stop();
+  StopServicesAndDns();
   live_registrar_.store(nullptr);
   registrar_->Stop();
   // The overlay's kernel state stays: pods keep talking while loomd restarts.
   if (overlay_) overlay_->Stop();
-  api_server_->Stop();
   metrics_server_->Stop();
+  cni_api_.reset();
   open_store_.store(nullptr);
   LOG_INFO("loomd stopped; node lease kept for a restart", {"node", config_.node_name},
            {"lease", registrar_->lease()},
            {"expires_in", absl::FormatDuration(config_.node_lease_ttl)});
+  service_controller_.reset();
+  node_dns_.reset();
+  service_registry_.reset();
   registrar_.reset();
   overlay_.reset();
   store_.reset();

@@ -15,9 +15,13 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
+#include "agent/cni_api/cni_api.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
 #include "agent/overlay/overlay_controller.h"
+#include "agent/node_dns/node_dns.h"
+#include "agent/services/service_controller.h"
+#include "agent/services/service_registry.h"
 #include "agent/store/store.h"
 #include "common/http/server.h"
 #include "common/metrics/metrics.h"
@@ -33,6 +37,7 @@ struct AgentStatus {
   store::Revision revision = 0;
   int64_t uptime_seconds = 0;
   bool ready = false;
+  Json dns;  // NodeDns::StatusJson(); null before DNS starts
 };
 Json AgentStatusToJson(const AgentStatus& status);
 
@@ -58,6 +63,8 @@ class Daemon {
   void Undo();
   // Claims the subnet and sets up the device; fills the node's podCIDR and vtepMAC.
   absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
+  absl::Status StartServicesAndDns();
+  void StopServicesAndDns();
   http::Response HandleStatus() const;
   http::Response HandleReadyz() const;
   http::Response HandleMetrics() const;
@@ -71,9 +78,18 @@ class Daemon {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<NodeRegistrar> registrar_;
   std::unique_ptr<OverlayController> overlay_;
+  std::unique_ptr<cniapi::CniApi> cni_api_;  // the CNI plugin's API (docs/cni.md)
   // Read by the HTTP handlers while Start() runs.
   std::atomic<store::Store*> open_store_{nullptr};
   std::atomic<NodeRegistrar*> live_registrar_{nullptr};
+  // Services and DNS (issue 5): the registry behind /v1/apply and /v1/services, the
+  // controller that turns the store into typed state, and the node's DNS.
+  std::unique_ptr<ServiceRegistry> service_registry_;
+  std::unique_ptr<ServiceController> service_controller_;
+  std::unique_ptr<NodeDns> node_dns_;
+  std::atomic<ServiceRegistry*> live_services_{nullptr};
+  std::atomic<ServiceController*> live_controller_{nullptr};
+  std::atomic<NodeDns*> live_dns_{nullptr};
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

@@ -27,7 +27,11 @@ DEFINE_string(service_cidr, "10.96.0.0/12", "The service virtual IP range.");
 DEFINE_string(cluster_domain, "cluster.local", "The cluster DNS domain.");
 DEFINE_string(dns_addr, "169.254.20.10:53", "The node-local DNS address.");
 DEFINE_string(dns_upstream, "",
-              "Upstream DNS servers, ip[:port],... (default: the host's resolv.conf).");
+              "Upstream DNS servers, ip[:port],... (default: the host's resolv.conf; "
+              "none: no forwarding).");
+DEFINE_string(dns_ttl, "5s", "The TTL of cluster DNS answers (whole seconds).");
+DEFINE_int32(dns_workers, 1, "DNS UDP worker threads (SO_REUSEPORT sockets).");
+DEFINE_int32(dns_max_udp_size, 1232, "The largest DNS answer sent over UDP; above it, TC.");
 DEFINE_int32(vxlan_vni, 1, "The overlay VXLAN network identifier.");
 DEFINE_int32(vxlan_port, 4789, "The overlay VXLAN UDP port.");
 DEFINE_string(bpffs_dir, "/sys/fs/bpf/loom", "Where BPF maps and programs are pinned.");
@@ -45,6 +49,12 @@ DEFINE_bool(direct_routing, false,
             "Route to peers on the underlay's own subnet directly, without VXLAN.");
 DEFINE_string(subnet_grace, "10m",
               "How long a departed node's pod subnet stays reserved after its node key is gone.");
+DEFINE_string(pod_cidr, "",
+              "This node's pod subnet (default: the first --node-cidr-size subnet of "
+              "--cluster-cidr).");
+DEFINE_string(cni_del_queue_dir, "",
+              "Where the loom CNI plugin queues DELs while loomd is down; replayed at start "
+              "(default: <state-dir>/cni-del-queue).");
 
 namespace {
 
@@ -63,6 +73,9 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.cluster_domain = FLAGS_cluster_domain;
   f.dns_addr = FLAGS_dns_addr;
   f.dns_upstream = FLAGS_dns_upstream;
+  f.dns_ttl = FLAGS_dns_ttl;
+  f.dns_workers = FLAGS_dns_workers;
+  f.dns_max_udp_size = FLAGS_dns_max_udp_size;
   f.vxlan_vni = FLAGS_vxlan_vni;
   f.vxlan_port = FLAGS_vxlan_port;
   f.bpffs_dir = FLAGS_bpffs_dir;
@@ -76,6 +89,8 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.overlay = FLAGS_overlay;
   f.direct_routing = FLAGS_direct_routing;
   f.subnet_grace = FLAGS_subnet_grace;
+  f.pod_cidr = FLAGS_pod_cidr;
+  f.cni_del_queue_dir = FLAGS_cni_del_queue_dir;
   return f;
 }
 

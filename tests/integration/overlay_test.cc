@@ -107,6 +107,11 @@ TEST(OverlayTest, PodsAcrossNodes) {
     EXPECT_EQ(o.mtu, 1450);
     EXPECT_TRUE(subnets.insert(o.subnet_base).second) << o.subnet_base;
     ov.push_back(o);
+    // The CNI plugin's IPAM takes its range from the lease.
+    ASSERT_OK_AND_ASSIGN(std::string cni, RunChecked({"curl", "-s", "--unix-socket",
+                                                      c->node(i).api_socket,
+                                                      "http://loomd/v1/cni/status"}));
+    EXPECT_THAT(cni, HasSubstr(StrCat("\"", o.subnet_base, "0/24\""))) << cni;
   }
   for (int i = 0; i < 4; ++i) {
     for (int j = 0; j < 4; ++j) {

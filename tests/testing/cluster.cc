@@ -155,6 +155,9 @@ std::vector<std::string> Cluster::LoomdArgv(int i) const {
       StrCat("--bpffs-dir=/sys/fs/bpf/", prefix_, "-", n.name),
       StrCat("--cni-conf-dir=", n.dir, "/cni/net.d"),
       StrCat("--node-lease-ttl=", absl::ToInt64Seconds(options_.node_lease_ttl), "s"),
+      // DNS serves the node-local address inside the node's namespace; never forward
+      // to the machine's resolver (a test that wants forwarding names its own).
+      "--dns-upstream=none",
   };
   argv.insert(argv.end(), options_.extra_loomd_flags.begin(), options_.extra_loomd_flags.end());
   return argv;

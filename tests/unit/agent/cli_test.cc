@@ -8,6 +8,7 @@
 
 #include "common/http/server.h"
 #include "gmock/gmock.h"
+#include "tests/unit/agent/captured_output.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
 
@@ -16,25 +17,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Captures what a command prints.
-struct Captured {
-  Captured() : out(tmpfile()), err(tmpfile()) {}
-  ~Captured() {
-    fclose(out);
-    fclose(err);
-  }
-  static std::string Read(FILE* f) {
-    std::string s;
-    rewind(f);
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) s.append(buf, n);
-    return s;
-  }
-  std::string Out() { return Read(out); }
-  std::string Err() { return Read(err); }
-  FILE* out;
-  FILE* err;
-};
 
 TEST(CliTest, SocketComesFromFlagThenEnvThenDefault) {
   EXPECT_EQ(ResolveSocket("/a.sock", "/b.sock"), "/a.sock");

@@ -24,6 +24,11 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.node_cidr_size, 24);
   EXPECT_EQ(c.dns_addr, (HostPort{"169.254.20.10", 53}));
   EXPECT_TRUE(c.dns_upstream.empty());
+  EXPECT_TRUE(c.dns_forwarding);
+  EXPECT_EQ(c.resolv_conf, "/etc/resolv.conf");
+  EXPECT_EQ(c.dns_ttl_seconds, 5u);
+  EXPECT_EQ(c.dns_workers, 1);
+  EXPECT_EQ(c.dns_max_udp_size, 1232);
   EXPECT_EQ(c.vxlan_vni, 1u);
   EXPECT_EQ(c.vxlan_port, 4789);
   EXPECT_EQ(c.ingress_addr, (HostPort{"0.0.0.0", 80}));
@@ -33,6 +38,21 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_FALSE(c.direct_routing);
   EXPECT_EQ(c.subnet_grace, absl::Minutes(10));
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
+}
+
+TEST(ConfigTest, PodCidrDefaultsToTheFirstNodeSubnet) {
+  ASSERT_OK_AND_ASSIGN(LoomdConfig c, BuildConfig(RawFlags{}, "node-1"));
+  EXPECT_EQ(c.pod_cidr.ToString(), "10.244.0.0/24");
+  EXPECT_EQ(c.cni_del_queue_dir, "/var/lib/loom/cni-del-queue");
+  RawFlags f;
+  f.pod_cidr = "10.244.9.0/24";
+  ASSERT_OK_AND_ASSIGN(c, BuildConfig(f, "node-1"));
+  EXPECT_EQ(c.pod_cidr.ToString(), "10.244.9.0/24");
+  f.pod_cidr = "10.245.0.0/24";
+  EXPECT_THAT(BuildConfig(f, "node-1"),
+              StatusIs(kInvalid, HasSubstr("invalid --pod-cidr \"10.245.0.0/24\": not inside")));
+  f.pod_cidr = "10.244.0.0/31";
+  EXPECT_THAT(BuildConfig(f, "node-1"), StatusIs(kInvalid, HasSubstr("at most 30")));
 }
 
 TEST(ConfigTest, ApiSocketFollowsRunDir) {
@@ -87,6 +107,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"dns-addr", [](RawFlags& f) { f.dns_addr = "[::1:53"; }, "want [ipv6]:port"},
         BadFlag{"dns-upstream", [](RawFlags& f) { f.dns_upstream = "1.1.1.1,nope"; },
                 "not an IPv4 address"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "1.5s"; }, "whole seconds"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "-1s"; }, "whole seconds"},
+        BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "two"; }, "whole seconds"},
+        BadFlag{"dns-workers", [](RawFlags& f) { f.dns_workers = 0; }, "1..64"},
+        BadFlag{"dns-max-udp-size", [](RawFlags& f) { f.dns_max_udp_size = 511; }, "512..4096"},
         BadFlag{"ingress-addr", [](RawFlags& f) { f.ingress_addr = "0.0.0.0:-1"; },
                 "port must be"},
         BadFlag{"ingress-tls-addr", [](RawFlags& f) { f.ingress_tls_addr = "x"; }, "want"},
@@ -128,6 +153,20 @@ TEST(ConfigTest, ParsesGoodValues) {
   EXPECT_EQ(c.dns_upstream[2].ToString(), "[2001:db8::1]:53");
   EXPECT_EQ(c.node_lease_ttl, absl::Milliseconds(2500));
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
+}
+
+TEST(ConfigTest, DnsUpstreamNoneTurnsForwardingOff) {
+  RawFlags f;
+  f.dns_upstream = "none";
+  f.dns_ttl = "0s";
+  f.dns_workers = 4;
+  f.dns_max_udp_size = 4096;
+  ASSERT_OK_AND_ASSIGN(LoomdConfig c, BuildConfig(f, "host1"));
+  EXPECT_FALSE(c.dns_forwarding);
+  EXPECT_TRUE(c.dns_upstream.empty());
+  EXPECT_EQ(c.dns_ttl_seconds, 0u);
+  EXPECT_EQ(c.dns_workers, 4);
+  EXPECT_EQ(c.dns_max_udp_size, 4096);
 }
 
 TEST(ConfigTest, ParseHostPortAllowsZeroOnlyWhenAsked) {

@@ -110,7 +110,11 @@ class LoomdBinaryTest : public ::testing::Test {
                                      "--run-dir=" + run_,
                                      "--metrics-addr=127.0.0.1:" + std::to_string(port_),
                                      "--underlay-iface=lo",
-                                     "--node-lease-ttl=5s"};
+                                     "--node-lease-ttl=5s",
+                                     // DNS on loopback (already local: nothing is added to
+                                     // the machine's lo) and never the machine's resolver.
+                                     "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
+                                     "--dns-upstream=none"};
     for (auto& e : extra) args.push_back(e);
     return args;
   }
@@ -265,7 +269,8 @@ TEST_F(LoomdBinaryTest, SocketInUseByAnotherLoomd) {
   auto second = Start({kLoomd, "--node-name=other", "--state-dir=" + dir_ + "/state2",
                        "--run-dir=" + run2, "--api-socket=" + socket_,
                        "--metrics-addr=127.0.0.1:" + std::to_string(FreePort()),
-                       "--underlay-iface=lo"},
+                       "--underlay-iface=lo", "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
+                       "--dns-upstream=none"},
                       "second");
   EXPECT_EQ(second->Wait(), 1);
   std::vector<std::string> lines = Lines(second->Log());
@@ -293,6 +298,25 @@ TEST_F(LoomdBinaryTest, MetricsAddressInUse) {
   ExpectFailsCleanly(Args(), 1, "metrics address: listen on 127.0.0.1:", "metrics");
   close(fd);
   EXPECT_FALSE(fs::exists(state_));
+}
+
+TEST_F(LoomdBinaryTest, DnsAddressInUseFailsStartCleanly) {
+  uint16_t dns_port = FreePort();
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(dns_port);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto loomd = Start(Args({"--dns-addr=127.0.0.1:" + std::to_string(dns_port)}), "dns");
+  EXPECT_EQ(loomd->Wait(), 1);
+  close(fd);
+  std::vector<std::string> lines = Lines(loomd->Log());
+  ASSERT_FALSE(lines.empty());
+  EXPECT_THAT(lines.back(), HasSubstr("level=error"));
+  EXPECT_THAT(lines.back(),
+              HasSubstr("dns: dns udp listen 127.0.0.1:" + std::to_string(dns_port)));
+  EXPECT_FALSE(fs::exists(socket_)) << "socket left behind";
 }
 
 TEST_F(LoomdBinaryTest, LoomctlWithoutLoomd) {

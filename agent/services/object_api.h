@@ -1,0 +1,34 @@
+// The objects part of loomd's local API:
+//   POST   /v1/apply                      one manifest (JSON); kind Service for now
+//          -> {"kind", "namespace", "name", "result": created|configured|unchanged, "object"}
+//   GET    /v1/services[/<ns>[/<name>]]   {"items": [...]} or one object
+//   DELETE /v1/services/<ns>/<name>       {"kind", "namespace", "name", "result": "deleted"}
+//   GET    /v1/endpoints[/<ns>[/<name>]]  derived endpoints, from the service controller
+// Errors are {"error": message}: 400 for a bad manifest (the message names the
+// field), 404 for a missing object, 409 for a conflict, 503 before the store is open.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "agent/services/service_controller.h"
+#include "agent/services/service_registry.h"
+#include "common/http/router.h"
+
+namespace loom::agent {
+
+struct ObjectApiDeps {
+  // Null until the store is open.
+  std::function<ServiceRegistry*()> services;
+  // Null until the controller published its first snapshot.
+  std::function<std::shared_ptr<const ServiceState>()> state;
+};
+
+void RegisterObjectRoutes(http::Router& router, ObjectApiDeps deps);
+
+// An HTTP status for a Status code (InvalidArgument 400, NotFound 404, ...).
+int HttpStatusFor(const absl::Status& status);
+
+Json EndpointSetToJson(const model::EndpointSet& set, const model::Service& service);
+
+}  // namespace loom::agent

@@ -1,0 +1,280 @@
+// The service registry (apply, ClusterIP allocation, delete) and the service state
+// controller, against the embedded store in a temporary directory.
+#include <filesystem>
+#include <future>
+#include <map>
+
+#include "agent/services/service_controller.h"
+#include "agent/services/service_registry.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/status_matchers.h"
+
+namespace loom::agent {
+namespace {
+
+using ::testing::HasSubstr;
+using ::loom::testing::StatusIs;
+
+Json Manifest(std::string_view yaml) {
+  auto docs = ParseYamlDocuments(yaml);
+  EXPECT_TRUE(docs.ok()) << docs.status();
+  return (*docs)[0];
+}
+
+constexpr char kWeb[] = R"(
+kind: Service
+metadata: {name: web, labels: {app: web}}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+)";
+
+class ServicesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/loom-services-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    ASSERT_OK_AND_ASSIGN(store_, store::OpenStore("embedded", dir_));
+    ServiceRegistryOptions o;
+    o.cidr = {0x0A600000, 28};  // 10.96.0.0/28: 14 usable, minus the reserved one
+    o.reserved = {0x0A600005};  // 10.96.0.5
+    o.start_offset = 1;
+    registry_ = std::make_unique<ServiceRegistry>(store_.get(), o);
+  }
+  void TearDown() override {
+    registry_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<ServiceRegistry> registry_;
+};
+
+TEST_F(ServicesTest, ApplyCreatesThenIsUnchangedThenConfigured) {
+  ASSERT_OK_AND_ASSIGN(ApplyResult first, registry_->Apply(Manifest(kWeb)));
+  EXPECT_EQ(first.outcome, ApplyOutcome::kCreated);
+  EXPECT_EQ(first.stored.service.cluster_ip, "10.96.0.1");
+  EXPECT_FALSE(first.stored.created_at.empty());
+
+  ASSERT_OK_AND_ASSIGN(ApplyResult again, registry_->Apply(Manifest(kWeb)));
+  EXPECT_EQ(again.outcome, ApplyOutcome::kUnchanged);
+  EXPECT_EQ(again.stored.service.cluster_ip, "10.96.0.1");
+
+  std::string changed = kWeb;
+  changed.replace(changed.find("port: 80"), 8, "port: 81");
+  ASSERT_OK_AND_ASSIGN(ApplyResult third, registry_->Apply(Manifest(changed)));
+  EXPECT_EQ(third.outcome, ApplyOutcome::kConfigured);
+  EXPECT_EQ(third.stored.service.cluster_ip, "10.96.0.1");  // stable for the service's life
+  EXPECT_EQ(third.stored.created_at, first.stored.created_at);
+
+  ASSERT_OK_AND_ASSIGN(auto claim, store_->Get(ServiceIpKey("10.96.0.1")));
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_THAT(claim->value, HasSubstr("default/web"));
+}
+
+TEST_F(ServicesTest, RequestedClusterIpHonouredOrRefusedClearly) {
+  std::string with_ip = std::string(kWeb) + "  clusterIP: 10.96.0.9\n";
+  ASSERT_OK_AND_ASSIGN(ApplyResult r, registry_->Apply(Manifest(with_ip)));
+  EXPECT_EQ(r.stored.service.cluster_ip, "10.96.0.9");
+
+  std::string other = with_ip;
+  other.replace(other.find("name: web"), 9, "name: api");
+  EXPECT_THAT(registry_->Apply(Manifest(other)),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr("spec.clusterIP: \"10.96.0.9\" is already allocated to service "
+                                 "default/web")));
+  std::string changed = with_ip;
+  changed.replace(changed.find("10.96.0.9"), 9, "10.96.0.8");
+  EXPECT_THAT(registry_->Apply(Manifest(changed)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("cannot replace 10.96.0.9")));
+  for (std::string ip : {"10.96.0.0", "10.96.0.15", "10.96.0.5"}) {
+    std::string bad = other;
+    bad.replace(bad.find("10.96.0.9"), 9, ip);
+    EXPECT_THAT(registry_->Apply(Manifest(bad)),
+                StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is reserved")))
+        << ip;
+  }
+  std::string outside = other;
+  outside.replace(outside.find("10.96.0.9"), 9, "10.97.0.1");
+  EXPECT_THAT(registry_->Apply(Manifest(outside)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not in the service CIDR")));
+}
+
+TEST_F(ServicesTest, AllocationSkipsReservedAndRunsOut) {
+  std::set<std::string> ips;
+  for (int i = 0; i < 13; ++i) {
+    std::string m = kWeb;
+    m.replace(m.find("name: web"), 9, "name: s" + std::to_string(i));
+    ASSERT_OK_AND_ASSIGN(ApplyResult r, registry_->Apply(Manifest(m)));
+    EXPECT_NE(r.stored.service.cluster_ip, "10.96.0.5");
+    EXPECT_NE(r.stored.service.cluster_ip, "10.96.0.0");
+    EXPECT_NE(r.stored.service.cluster_ip, "10.96.0.15");
+    ips.insert(r.stored.service.cluster_ip);
+  }
+  EXPECT_EQ(ips.size(), 13u);
+  EXPECT_THAT(registry_->Apply(Manifest(kWeb)),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("no free ClusterIP")));
+  // Deleting one releases its address for the next service.
+  ASSERT_OK(registry_->Delete("default", "s3").status());
+  ASSERT_OK_AND_ASSIGN(ApplyResult r, registry_->Apply(Manifest(kWeb)));
+  EXPECT_FALSE(r.stored.service.cluster_ip.empty());
+}
+
+TEST_F(ServicesTest, DeleteReleasesTheIpAndTypeChangeToo) {
+  ASSERT_OK_AND_ASSIGN(ApplyResult r, registry_->Apply(Manifest(kWeb)));
+  std::string ip = r.stored.service.cluster_ip;
+  std::string headless = std::string(kWeb) + "  clusterIP: None\n";
+  ASSERT_OK_AND_ASSIGN(ApplyResult h, registry_->Apply(Manifest(headless)));
+  EXPECT_EQ(h.outcome, ApplyOutcome::kConfigured);
+  EXPECT_TRUE(h.stored.service.cluster_ip.empty());
+  ASSERT_OK_AND_ASSIGN(auto claim, store_->Get(ServiceIpKey(ip)));
+  EXPECT_FALSE(claim.has_value());
+
+  ASSERT_OK_AND_ASSIGN(ApplyResult back, registry_->Apply(Manifest(kWeb)));
+  ASSERT_OK_AND_ASSIGN(StoredService gone, registry_->Delete("default", "web"));
+  EXPECT_EQ(gone.service.cluster_ip, back.stored.service.cluster_ip);
+  ASSERT_OK_AND_ASSIGN(auto claim2, store_->Get(ServiceIpKey(back.stored.service.cluster_ip)));
+  EXPECT_FALSE(claim2.has_value());
+  EXPECT_THAT(registry_->Delete("default", "web"), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(registry_->Get("default", "web"), StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ServicesTest, BadManifestsNameTheField) {
+  EXPECT_THAT(registry_->Apply(Manifest("kind: Service\nmetadata: {name: web}\nspec: {ports: "
+                                        "[{port: 70000}]}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("spec.ports[0].port")));
+  EXPECT_THAT(registry_->Apply(Manifest("kind: Service\nmetadata: {name: Web}\nspec: {ports: "
+                                        "[{port: 80}]}\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("metadata.name")));
+}
+
+TEST_F(ServicesTest, ControllerPublishesServicesAndEndpoints) {
+  ASSERT_OK(registry_->Apply(Manifest(kWeb)).status());
+  model::Pod pod;
+  pod.meta.name = "web-1";
+  pod.meta.labels = {{"app", "web"}};
+  pod.id = "c1";
+  pod.node = "n1";
+  pod.ips = {"10.244.0.5"};
+  pod.ready = true;
+  ASSERT_OK(store_->Put("/loom/pods/n1/c1", model::PodToJson(pod).dump()).status());
+
+  ServiceController controller(store_.get());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<const ServiceState>> seen;
+  controller.Subscribe([&](std::shared_ptr<const ServiceState> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen.push_back(std::move(s));
+    cv.notify_all();
+  });
+  ASSERT_OK(controller.Start());
+  auto wait_for = [&](auto pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(5),
+                       [&] { return !seen.empty() && pred(*seen.back()); });
+  };
+  ASSERT_TRUE(wait_for([](const ServiceState& s) {
+    return s.services.size() == 1 && s.endpoints.at("default/web").endpoints.size() == 1;
+  }));
+  EXPECT_TRUE(controller.Current()->endpoints.at("default/web").endpoints[0].ready);
+
+  // A pod turning unready, a broken pod value (skipped), a new service: each shows up.
+  pod.ready = false;
+  ASSERT_OK(store_->Put("/loom/pods/n1/c1", model::PodToJson(pod).dump()).status());
+  ASSERT_OK(store_->Put("/loom/pods/n1/bad", "{not json").status());
+  ASSERT_TRUE(wait_for([](const ServiceState& s) {
+    return !s.endpoints.at("default/web").endpoints.empty() &&
+           !s.endpoints.at("default/web").endpoints[0].ready;
+  }));
+  EXPECT_GE(controller.decode_errors(), 1u);
+  std::string api = kWeb;
+  api.replace(api.find("name: web"), 9, "name: api");
+  ASSERT_OK(registry_->Apply(Manifest(api)).status());
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 2; }));
+  ASSERT_OK(store_->Delete("/loom/pods/n1/c1").status());
+  ASSERT_OK(registry_->Delete("default", "web").status());
+  ASSERT_TRUE(wait_for([](const ServiceState& s) {
+    return s.services.size() == 1 && s.endpoints.at("default/api").endpoints.empty();
+  }));
+  controller.Stop();
+}
+
+// A store whose watches the test drives by hand (for resync batches).
+class ScriptedStore : public store::Store {
+ public:
+  absl::StatusOr<std::optional<store::KeyValue>> Get(std::string_view) override { return No(); }
+  absl::StatusOr<store::RangeResult> Range(std::string_view) override { return No(); }
+  absl::StatusOr<store::Revision> Put(std::string_view, std::string_view, store::LeaseId) override {
+    return No();
+  }
+  absl::StatusOr<int64_t> Delete(std::string_view) override { return No(); }
+  absl::StatusOr<store::TxnResult> Commit(const store::Txn&) override { return No(); }
+  absl::StatusOr<store::LeaseId> GrantLease(absl::Duration) override { return No(); }
+  absl::Status KeepAlive(store::LeaseId) override { return No(); }
+  absl::Status RevokeLease(store::LeaseId) override { return No(); }
+  absl::Status Compact(store::Revision) override { return No(); }
+  absl::StatusOr<std::unique_ptr<store::Watch>> WatchPrefix(std::string_view prefix,
+                                                            store::Revision,
+                                                            store::WatchCallback cb) override {
+    callbacks[std::string(prefix)] = std::move(cb);
+    return std::make_unique<store::Watch>();
+  }
+  std::map<std::string, store::WatchCallback> callbacks;
+
+ private:
+  static absl::Status No() { return absl::UnimplementedError("scripted"); }
+};
+
+store::KeyValue ServiceKv(const std::string& name, int64_t rev) {
+  auto svc = model::ServiceFromManifest(Manifest(
+      "kind: Service\nmetadata: {name: " + name + "}\nspec: {clusterIP: None, selector: {app: " +
+      name + "}}\n"));
+  EXPECT_TRUE(svc.ok()) << svc.status();
+  return {ServiceKey("default", name), StoredService{*svc, ""}.ToJson().dump(), rev, rev, 1, 0};
+}
+
+TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
+  ScriptedStore store;
+  ServiceController controller(&store, {absl::Milliseconds(1)});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<const ServiceState> last;
+  controller.Subscribe([&](std::shared_ptr<const ServiceState> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    last = std::move(s);
+    cv.notify_all();
+  });
+  ASSERT_OK(controller.Start());
+  auto wait_for = [&](auto pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(5), [&] { return last && pred(*last); });
+  };
+  auto& services = store.callbacks.at(std::string(kServicesPrefix));
+  auto& pods = store.callbacks.at(std::string(kPodsPrefix));
+  store::WatchBatch first{true, {ServiceKv("a", 2), ServiceKv("b", 3)}, {}, 3};
+  services(first);
+  EXPECT_EQ(controller.Current(), nullptr);  // pods not synced yet: nothing published
+  pods(store::WatchBatch{true, {}, {}, 3});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 2; }));
+
+  // Events, then a resync without "a" (history compacted meanwhile): a is gone.
+  services(store::WatchBatch{false, {}, {{store::Event::Type::kPut, ServiceKv("c", 4)}}, 4});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 3; }));
+  services(store::WatchBatch{true, {ServiceKv("b", 3), ServiceKv("d", 9)}, {}, 9});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) {
+    return s.services.size() == 2 && s.services[0].meta.name == "b" &&
+           s.services[1].meta.name == "d" && s.revision == 9;
+  }));
+  services(store::WatchBatch{
+      false, {}, {{store::Event::Type::kDelete, {ServiceKey("default", "b"), "", 0, 10, 0, 0}}}, 10});
+  ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 1; }));
+  controller.Stop();
+}
+
+}  // namespace
+}  // namespace loom::agent
