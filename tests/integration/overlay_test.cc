@@ -4,7 +4,8 @@
 // non-node is dropped; a loomd restart writes nothing and an iperf3 flow survives it;
 // a stopped node's entries go once its lease expires, and a joining node is
 // programmed everywhere within 1 s of its registration. With --direct-routing, peers
-// on the same underlay subnet get plain routes and pods still reach each other.
+// on the same underlay subnet get plain routes and pods still reach each other. Pods
+// attached by the real loom CNI plugin reach each other across nodes too.
 #include <signal.h>
 
 #include <set>
@@ -258,6 +259,65 @@ TEST(OverlayTest, DirectRoutingOnSharedSegment) {
   ASSERT_OK_AND_ASSIGN(OverlayPod b, pods.Add(1, 10));
   ASSERT_OK_AND_ASSIGN(CommandResult r, pods.Exec(a, {"ping", "-c1", "-W2", b.ip}));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+}
+
+}  // namespace
+}  // namespace loom::testing
+
+namespace loom::testing {
+namespace {
+
+// Pods attached by the real `loom` CNI plugin (its IPAM on the leased subnets) reach
+// each other across nodes through the overlay, with the exact pod MTU.
+TEST(OverlayTest, CniPluginPodsAcrossNodes) {
+  LOOM_REQUIRE_ROOT();
+  LOOM_REQUIRE(RunCommand({"nft", "--version"}).ok(), "nft");
+  ClusterOptions options;
+  options.nodes = 2;
+  options.extra_loomd_flags = {"--overlay"};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cluster> c, Cluster::Create(options));
+  std::vector<std::string> netns;
+  std::vector<std::string> ips;
+  struct Cleanup {
+    std::vector<std::string>* names;
+    ~Cleanup() {
+      for (const std::string& n : *names) (void)RunCommand({"ip", "netns", "delete", n});
+    }
+  } cleanup{&netns};
+  for (int n = 0; n < 2; ++n) {
+    for (int k = 0; k < 2; ++k) {
+      std::string name = StrCat(c->prefix(), "-cni", n + 1, "x", k);
+      ASSERT_OK(RunChecked({"ip", "netns", "add", name}).status());
+      netns.push_back(name);
+      Json conf{{"cniVersion", "1.1.0"}, {"name", "loomnet"}, {"type", "loom"},
+                {"socket", c->node(n).api_socket}};
+      std::string script = StrCat("echo '", conf.dump(), "' | env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                  " CNI_COMMAND=ADD CNI_CONTAINERID=", name,
+                                  " CNI_NETNS=/run/netns/", name, " CNI_IFNAME=eth0 CNI_PATH=",
+                                  LOOM_BIN_DIR, " ", LOOM_BIN_DIR, "/loom");
+      ASSERT_OK_AND_ASSIGN(std::string out, c->ExecInNode(n, {"sh", "-c", script}));
+      Json result = Json::parse(out, nullptr, false);
+      ASSERT_TRUE(result.contains("ips")) << out;
+      std::string addr = result["ips"][0].value("address", "");
+      ips.push_back(addr.substr(0, addr.find('/')));
+    }
+  }
+  for (size_t a = 0; a < netns.size(); ++a) {
+    for (size_t b = 0; b < netns.size(); ++b) {
+      if (a == b) continue;
+      ASSERT_OK_AND_ASSIGN(CommandResult r, RunCommand({"ip", "netns", "exec", netns[a], "ping",
+                                                        "-c1", "-W2", ips[b]}));
+      EXPECT_EQ(r.exit_code, 0) << ips[a] << " -> " << ips[b] << ": " << r.out << r.err;
+    }
+  }
+  ASSERT_OK_AND_ASSIGN(CommandResult fits,
+                       RunCommand({"ip", "netns", "exec", netns[0], "ping", "-M", "do", "-c1",
+                                   "-W2", "-s", "1422", ips[2]}));
+  EXPECT_EQ(fits.exit_code, 0) << fits.out << fits.err;
+  ASSERT_OK_AND_ASSIGN(CommandResult over,
+                       RunCommand({"ip", "netns", "exec", netns[0], "ping", "-M", "do", "-c1",
+                                   "-W2", "-s", "1423", ips[2]}));
+  EXPECT_NE(over.exit_code, 0);
 }
 
 }  // namespace
