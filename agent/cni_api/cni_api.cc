@@ -96,8 +96,10 @@ void CniApi::Register(http::Router& router) {
   router.Handle("POST", "/v1/cni/gc", [this](const http::Request& r) { return Gc(r); });
 }
 
-absl::Status CniApi::Start(store::Store* store) {
+absl::Status CniApi::Start(store::Store* store, std::optional<net::Ipv4Prefix> pod_cidr) {
   store_ = store;
+  // Handlers read options_ only once started_ is set below.
+  if (pod_cidr) options_.pod_cidr = *pod_cidr;
   ipam_ = std::make_unique<ipam::PodIpam>(store, options_.node, options_.pod_cidr);
   if (absl::StatusOr<int> mtu = LinkMtu(options_.underlay_iface); mtu.ok()) {
     mtu_ = *mtu - kVxlanOverhead;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -46,7 +47,9 @@ class CniApi {
   void Register(http::Router& router);
   // With the store open: reads the pod MTU, releases allocations whose host veth or
   // netns is gone, replays queued DELs. Then the handlers serve.
-  absl::Status Start(store::Store* store);
+  // `pod_cidr`, when given, replaces the options' (loomd --overlay: the leased subnet).
+  absl::Status Start(store::Store* store,
+                     std::optional<net::Ipv4Prefix> pod_cidr = std::nullopt);
   void Stop();
 
   int mtu() const { return mtu_; }

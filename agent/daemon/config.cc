@@ -280,6 +280,13 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
     return FlagError("node-lease-ttl", f.node_lease_ttl, "must be between 1s and 1h");
   }
   c.node_lease_ttl = ttl;
+  c.overlay = f.overlay;
+  c.direct_routing = f.direct_routing;
+  absl::Duration grace;
+  if (!absl::ParseDuration(f.subnet_grace, &grace) || grace < absl::ZeroDuration()) {
+    return FlagError("subnet-grace", f.subnet_grace, "want a duration such as 10m");
+  }
+  c.subnet_grace = grace;
   return c;
 }
 

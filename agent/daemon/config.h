@@ -64,6 +64,10 @@ struct RawFlags {
   std::string ingress_tls_addr = "0.0.0.0:443";
   std::string log_level = "info";
   std::string node_lease_ttl = "10s";
+  // The VXLAN overlay (overlay/, agent/overlay/).
+  bool overlay = false;
+  bool direct_routing = false;
+  std::string subnet_grace = "10m";
   std::string pod_cidr;           // "": the first --node-cidr-size subnet of --cluster-cidr
   std::string cni_del_queue_dir;  // "": <state-dir>/cni-del-queue
 };
@@ -97,6 +101,9 @@ struct LoomdConfig {
   HostPort ingress_tls_addr;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration node_lease_ttl = absl::Seconds(10);
+  bool overlay = false;
+  bool direct_routing = false;
+  absl::Duration subnet_grace = absl::Minutes(10);
   Ipv4Cidr pod_cidr;              // this node's pod addresses (IPAM); inside cluster_cidr
   std::string cni_del_queue_dir;  // DELs the plugin queued while loomd was down
 };

@@ -8,6 +8,8 @@
 
 #include "agent/daemon/instrumented_store.h"
 #include "agent/daemon/underlay.h"
+#include "overlay/nft_firewall.h"
+#include "overlay/overlay_kernel_netlink.h"
 #include "agent/services/object_api.h"
 #include "common/net/ip.h"
 #include "common/log.h"
@@ -208,6 +210,9 @@ absl::Status Daemon::Start() {
 
     NodeInfo node{config_.node_name, underlay.ip, "", "", OnlineCpus(), PhysicalMemory(),
                   std::string(kVersion)};
+    if (config_.overlay) {
+      RETURN_IF_ERROR(Annotate(StartOverlay(underlay, &node), "overlay"));
+    }
     RegistrarOptions options;
     options.ttl = config_.node_lease_ttl;
     options.lease_file = StrCat(config_.state_dir, "/node-lease");
@@ -217,7 +222,11 @@ absl::Status Daemon::Start() {
     RETURN_IF_ERROR(registrar_->Register());
     registrar_->Start();
     live_registrar_.store(registrar_.get());
-    RETURN_IF_ERROR(cni_api_->Start(store_.get()));
+    if (overlay_) RETURN_IF_ERROR(Annotate(overlay_->Start(), "overlay watch"));
+    // With the overlay, pod addresses come from the leased subnet.
+    RETURN_IF_ERROR(cni_api_->Start(
+        store_.get(), overlay_ ? std::optional<net::Ipv4Prefix>(overlay_->pod_cidr())
+                               : std::nullopt));
     RETURN_IF_ERROR(StartServicesAndDns());
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
@@ -231,6 +240,31 @@ absl::Status Daemon::Start() {
     return status;
   }
   running_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::StartOverlay(const Underlay& underlay, NodeInfo* node) {
+  OverlayControllerOptions o;
+  o.node_name = config_.node_name;
+  o.cluster_cidr =
+      net::Ipv4Prefix::Create(net::Ipv4Address::FromHostOrder(config_.cluster_cidr.address),
+                              config_.cluster_cidr.prefix_len)
+          .value();
+  o.node_cidr_size = config_.node_cidr_size;
+  o.vni = config_.vxlan_vni;
+  o.port = config_.vxlan_port;
+  o.underlay_iface = underlay.iface;
+  ASSIGN_OR_RETURN(o.underlay_ip, net::Ipv4Address::Parse(underlay.ip));
+  o.direct_routing = config_.direct_routing;
+  o.subnet_grace = config_.subnet_grace;
+  o.metrics = &metrics_;
+  ASSIGN_OR_RETURN(std::unique_ptr<overlay::OverlayKernel> kernel,
+                   overlay::NewNetlinkOverlayKernel());
+  overlay_ = std::make_unique<OverlayController>(store_.get(), std::move(kernel),
+                                                 overlay::NewNftFirewall(), o);
+  RETURN_IF_ERROR(overlay_->Setup());
+  node->pod_cidr = overlay_->pod_cidr().ToString();
+  node->vtep_mac = overlay_->vtep_mac().ToString();
   return absl::OkStatus();
 }
 
@@ -290,6 +324,7 @@ void Daemon::StopServicesAndDns() {
 void Daemon::Undo() {
   StopServicesAndDns();
   live_registrar_.store(nullptr);
+  if (overlay_) overlay_->Stop();
   if (registrar_) registrar_->Stop();
   if (api_server_) api_server_->Stop();
   cni_api_.reset();
@@ -299,6 +334,7 @@ void Daemon::Undo() {
   node_dns_.reset();
   service_registry_.reset();
   registrar_.reset();
+  overlay_.reset();
   store_.reset();
   api_server_.reset();
   metrics_server_.reset();
@@ -314,6 +350,8 @@ void Daemon::Stop() {
   StopServicesAndDns();
   live_registrar_.store(nullptr);
   registrar_->Stop();
+  // The overlay's kernel state stays: pods keep talking while loomd restarts.
+  if (overlay_) overlay_->Stop();
   metrics_server_->Stop();
   cni_api_.reset();
   open_store_.store(nullptr);
@@ -324,6 +362,7 @@ void Daemon::Stop() {
   node_dns_.reset();
   service_registry_.reset();
   registrar_.reset();
+  overlay_.reset();
   store_.reset();
   api_server_.reset();
   metrics_server_.reset();

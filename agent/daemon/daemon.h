@@ -17,6 +17,8 @@
 #include "agent/daemon/config.h"
 #include "agent/cni_api/cni_api.h"
 #include "agent/daemon/node_registrar.h"
+#include "agent/daemon/underlay.h"
+#include "agent/overlay/overlay_controller.h"
 #include "agent/node_dns/node_dns.h"
 #include "agent/services/service_controller.h"
 #include "agent/services/service_registry.h"
@@ -54,9 +56,13 @@ class Daemon {
   // Whether the store is open and the node registered; otherwise why not.
   bool Ready(std::string* reason) const;
   AgentStatus Status() const;
+  // The overlay (with --overlay, once started): this node's pod subnet, device, MTU.
+  const OverlayController* overlay() const { return overlay_.get(); }
 
  private:
   void Undo();
+  // Claims the subnet and sets up the device; fills the node's podCIDR and vtepMAC.
+  absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
   absl::Status StartServicesAndDns();
   void StopServicesAndDns();
   http::Response HandleStatus() const;
@@ -71,6 +77,7 @@ class Daemon {
   std::unique_ptr<http::HttpServer> api_server_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<NodeRegistrar> registrar_;
+  std::unique_ptr<OverlayController> overlay_;
   std::unique_ptr<cniapi::CniApi> cni_api_;  // the CNI plugin's API (docs/cni.md)
   // Read by the HTTP handlers while Start() runs.
   std::atomic<store::Store*> open_store_{nullptr};

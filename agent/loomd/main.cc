@@ -42,6 +42,13 @@ DEFINE_string(ingress_addr, "0.0.0.0:80", "The ingress HTTP listen address.");
 DEFINE_string(ingress_tls_addr, "0.0.0.0:443", "The ingress HTTPS listen address.");
 DEFINE_string(log_level, "info", "debug, info, warning or error.");
 DEFINE_string(node_lease_ttl, "10s", "The TTL of the node's lease in the store.");
+DEFINE_bool(overlay, false,
+            "Run the VXLAN overlay: claim a pod subnet, create loom.<vni>, program peers, "
+            "nftables allow-list and egress masquerade (needs CAP_NET_ADMIN).");
+DEFINE_bool(direct_routing, false,
+            "Route to peers on the underlay's own subnet directly, without VXLAN.");
+DEFINE_string(subnet_grace, "10m",
+              "How long a departed node's pod subnet stays reserved after its node key is gone.");
 DEFINE_string(pod_cidr, "",
               "This node's pod subnet (default: the first --node-cidr-size subnet of "
               "--cluster-cidr).");
@@ -79,6 +86,9 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.ingress_tls_addr = FLAGS_ingress_tls_addr;
   f.log_level = FLAGS_log_level;
   f.node_lease_ttl = FLAGS_node_lease_ttl;
+  f.overlay = FLAGS_overlay;
+  f.direct_routing = FLAGS_direct_routing;
+  f.subnet_grace = FLAGS_subnet_grace;
   f.pod_cidr = FLAGS_pod_cidr;
   f.cni_del_queue_dir = FLAGS_cni_del_queue_dir;
   return f;

@@ -34,6 +34,9 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.ingress_addr, (HostPort{"0.0.0.0", 80}));
   EXPECT_EQ(c.ingress_tls_addr, (HostPort{"0.0.0.0", 443}));
   EXPECT_EQ(c.node_lease_ttl, absl::Seconds(10));
+  EXPECT_FALSE(c.overlay);
+  EXPECT_FALSE(c.direct_routing);
+  EXPECT_EQ(c.subnet_grace, absl::Minutes(10));
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
 }
 
@@ -131,7 +134,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"node-lease-ttl", [](RawFlags& f) { f.node_lease_ttl = "ten"; },
                 "want a duration"},
         BadFlag{"node-lease-ttl", [](RawFlags& f) { f.node_lease_ttl = "100ms"; },
-                "between 1s and 1h"}));
+                "between 1s and 1h"},
+        BadFlag{"subnet-grace", [](RawFlags& f) { f.subnet_grace = "soon"; },
+                "want a duration"}));
 
 TEST(ConfigTest, ParsesGoodValues) {
   RawFlags f;
