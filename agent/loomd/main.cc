@@ -42,7 +42,7 @@ DEFINE_string(ingress_addr, "0.0.0.0:80", "The ingress HTTP listen address.");
 DEFINE_string(ingress_tls_addr, "0.0.0.0:443", "The ingress HTTPS listen address.");
 DEFINE_string(log_level, "info", "debug, info, warning or error.");
 DEFINE_string(node_lease_ttl, "10s", "The TTL of the node's lease in the store.");
-DEFINE_bool(overlay, false,
+DEFINE_bool(overlay, true,
             "Run the VXLAN overlay: claim a pod subnet, create loom.<vni>, program peers, "
             "nftables allow-list and egress masquerade (needs CAP_NET_ADMIN).");
 DEFINE_bool(direct_routing, false,

@@ -63,13 +63,24 @@ uint16_t FreePort() {
   return ntohs(addr.sin_port);
 }
 
+// These loomd run in the machine's own network namespace: never with the overlay
+// (a VXLAN device, nftables rules), which the namespace tests cover.
+std::vector<std::string> WithoutOverlay(std::vector<std::string> argv) {
+  if (argv.empty() || argv[0].find("loomd") == std::string::npos) return argv;
+  for (const std::string& a : argv) {
+    if (a.rfind("--overlay", 0) == 0) return argv;
+  }
+  argv.push_back("--overlay=false");
+  return argv;
+}
+
 // A child process whose stdout and stderr go to one log file.
 class Child {
  public:
   Child(const std::vector<std::string>& argv, const std::string& log_path,
         std::vector<std::string> env = {})
       : log_path_(log_path) {
-    auto p = testing::Subprocess::Start(argv, {log_path, std::move(env)});
+    auto p = testing::Subprocess::Start(WithoutOverlay(argv), {log_path, std::move(env)});
     EXPECT_TRUE(p.ok()) << p.status();
     if (p.ok()) process_ = *std::move(p);
   }
