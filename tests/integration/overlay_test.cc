@@ -278,13 +278,14 @@ TEST(OverlayTest, DirectRoutingOnSharedSegment) {
 namespace loom::testing {
 namespace {
 
-// Pods attached by the real `loom` CNI plugin (its IPAM on the leased subnets) reach
-// each other across nodes through the overlay, with the exact pod MTU.
+// Three nodes, two pods each attached by the real `loom` CNI plugin (its IPAM on the
+// leased subnets): every pod reaches every other across nodes through the overlay,
+// with the exact pod MTU.
 TEST(OverlayTest, CniPluginPodsAcrossNodes) {
   LOOM_REQUIRE_ROOT();
   LOOM_REQUIRE(RunCommand({"nft", "--version"}).ok(), "nft");
   ClusterOptions options;
-  options.nodes = 2;
+  options.nodes = 3;
   options.extra_loomd_flags = {"--overlay"};
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Cluster> c, Cluster::Create(options));
   std::vector<std::string> netns;
@@ -295,7 +296,7 @@ TEST(OverlayTest, CniPluginPodsAcrossNodes) {
       for (const std::string& n : *names) (void)RunCommand({"ip", "netns", "delete", n});
     }
   } cleanup{&netns};
-  for (int n = 0; n < 2; ++n) {
+  for (int n = 0; n < options.nodes; ++n) {
     for (int k = 0; k < 2; ++k) {
       std::string name = StrCat(c->prefix(), "-cni", n + 1, "x", k);
       ASSERT_OK(RunChecked({"ip", "netns", "add", name}).status());
