@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -189,6 +190,7 @@ absl::Status BpfLoadBalancer::ReadBackState() {
     Frontend& f = frontends_[FrontendKey(fe)];
     if (key.slot == 0) {
       f.rev_nat_id = value.rev_nat_id;
+      f.count = value.backend_id;
       f.options = {(value.flags & LB_SVC_AFFINITY) != 0, value.affinity_timeout_s};
       options_[FrontendKey(fe)] = f.options;
       next_rev_nat_id_ = std::max(next_rev_nat_id_, value.rev_nat_id + 1);
@@ -299,26 +301,59 @@ absl::Status BpfLoadBalancer::WriteMaglev(uint32_t rev_nat_id,
     backends.push_back({it->second.ToString(), 1});
     ids.push_back(id);
   }
-  if (backends.empty()) return Delete(outer, &rev_nat_id, "maglev table");
+  // No backend: the count (0) already refuses; an old table stays for the next backends.
+  if (backends.empty()) return absl::OkStatus();
   // BuildMaglevTable orders by key; map its indices back through our (unsorted) ids.
   ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(backends, LB_MAGLEV_SIZE));
   for (uint32_t& entry : table) entry = ids[entry];
-  static const std::vector<uint32_t>* const kIndices = [] {
-    auto* v = new std::vector<uint32_t>(LB_MAGLEV_SIZE);
-    for (uint32_t i = 0; i < LB_MAGLEV_SIZE; ++i) (*v)[i] = i;
-    return v;
-  }();
-  int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(__u32), sizeof(__u32),
-                             LB_MAGLEV_SIZE, nullptr);
-  if (inner < 0) return BpfStatus(inner, "create maglev table");
-  __u32 count = LB_MAGLEV_SIZE;
-  absl::Status status = BpfStatus(
-      bpf_map_update_batch(inner, kIndices->data(), table.data(), &count, nullptr),
-      "fill maglev table");
-  // One update swaps the whole table: a reader sees the old one or the new one.
-  if (status.ok()) status = Update(outer, &rev_nat_id, &inner, "maglev table");
+  // An existing table is rewritten in place: each entry flips from a backend that
+  // still exists to another that already exists (the plan deletes backends last), so
+  // a reader sees a valid table at every moment. Only a new frontend's table is
+  // inserted into the outer map: that update waits for an RCU grace period
+  // (the kernel's maybe_wait_bpf_programs), about 10 ms, too slow for every change.
+  __u32 inner_id = 0;
+  int inner = -1;
+  bool is_new = bpf_map_lookup_elem(outer, &rev_nat_id, &inner_id) != 0;
+  if (is_new) {
+    LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_MMAPABLE);
+    inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(__u32), sizeof(__u32),
+                           LB_MAGLEV_SIZE, &create);
+    if (inner < 0) return BpfStatus(inner, "create maglev table");
+  } else {
+    inner = bpf_map_get_fd_by_id(inner_id);
+    if (inner < 0) return BpfStatus(inner, StrCat("open maglev table ", inner_id));
+  }
+  // Aligned 32-bit stores: a reader sees each entry old or new, never torn. Array
+  // maps space their elements 8 bytes apart (round_up(value_size, 8)).
+  constexpr size_t kStride = 8 / sizeof(uint32_t);
+  size_t bytes = LB_MAGLEV_SIZE * 8;
+  void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, inner, 0);
+  absl::Status status;
+  if (mem == MAP_FAILED) {
+    status = ErrnoToStatus(errno, "mmap maglev table");
+  } else {
+    auto* entries = static_cast<volatile uint32_t*>(mem);
+    for (uint32_t i = 0; i < LB_MAGLEV_SIZE; ++i) {
+      if (entries[i * kStride] != table[i]) entries[i * kStride] = table[i];
+    }
+    munmap(mem, bytes);
+  }
+  if (status.ok() && is_new) status = Update(outer, &rev_nat_id, &inner, "maglev table");
   close(inner);
   return status;
+}
+
+absl::Status BpfLoadBalancer::FlushMaglev() {
+  for (uint64_t key : maglev_dirty_) {
+    auto it = frontends_.find(key);
+    if (it == frontends_.end() || it->second.rev_nat_id == 0) continue;
+    const Frontend& f = it->second;
+    std::vector<uint32_t> live(f.slot_ids.begin(),
+                               f.slot_ids.begin() + std::min<size_t>(f.count, f.slot_ids.size()));
+    RETURN_IF_ERROR(WriteMaglev(f.rev_nat_id, live));
+  }
+  maglev_dirty_.clear();
+  return absl::OkStatus();
 }
 
 absl::Status BpfLoadBalancer::WriteCount(const ServiceFrontend& fe, uint32_t count) {
@@ -334,9 +369,11 @@ absl::Status BpfLoadBalancer::WriteCount(const ServiceFrontend& fe, uint32_t cou
     rev.port = htons(fe.port);
     RETURN_IF_ERROR(Update(fds.rev_nat, &f.rev_nat_id, &rev, "rev_nat"));
   }
+  f.count = count;
   std::vector<uint32_t> live(f.slot_ids.begin(),
                              f.slot_ids.begin() + std::min<size_t>(count, f.slot_ids.size()));
   RETURN_IF_ERROR(WriteMaglev(f.rev_nat_id, live));
+  maglev_dirty_.erase(fkey);
   lb_service_key key = ServiceKey(fe, 0);
   lb_service value{};
   value.backend_id = count;
@@ -364,6 +401,11 @@ absl::Status BpfLoadBalancer::Apply(const UpdatePlan& plan) {
   LbMapFds fds = map_fds();
   for (const MapOp& op : plan.ops) {
     absl::Status status;
+    // Slots rewritten under an unchanged count: their tables before any deletion.
+    bool is_delete = op.kind == MapOp::Kind::kDeleteService ||
+                     op.kind == MapOp::Kind::kDeleteSlot ||
+                     op.kind == MapOp::Kind::kDeleteBackend;
+    if (is_delete && !maglev_dirty_.empty()) RETURN_IF_ERROR(FlushMaglev());
     switch (op.kind) {
       case MapOp::Kind::kPutBackend: {
         lb_backend b{};
@@ -383,6 +425,7 @@ absl::Status BpfLoadBalancer::Apply(const UpdatePlan& plan) {
           Frontend& f = frontends_[FrontendKey(op.frontend)];
           if (f.slot_ids.size() < op.slot) f.slot_ids.resize(op.slot);
           f.slot_ids[op.slot - 1] = op.backend_id;
+          maglev_dirty_.insert(FrontendKey(op.frontend));
         }
         break;
       }
@@ -411,7 +454,7 @@ absl::Status BpfLoadBalancer::Apply(const UpdatePlan& plan) {
     }
     if (!status.ok()) return Annotate(status, op.ToString());
   }
-  return absl::OkStatus();
+  return FlushMaglev();
 }
 
 std::vector<std::string> BpfLoadBalancer::PinNames() const {

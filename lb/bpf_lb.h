@@ -69,9 +69,9 @@ class BpfLoadBalancer {
   // Affinity of a frontend; takes effect when its count is next written (Apply).
   void SetFrontendOptions(const ServiceFrontend& frontend, FrontendOptions options);
 
-  // Executes the plan's operations in order. A frontend's Maglev table is replaced
-  // (a whole new inner map, swapped in one update) just before its count is written:
-  // after the new backends and slots exist, before any surplus is deleted.
+  // Executes the plan's operations in order. A frontend's Maglev table is rewritten
+  // just before its count is written, or, when only slots changed, before the first
+  // deletion: after the new backends and slots exist, before any surplus is deleted.
   absl::Status Apply(const UpdatePlan& plan);
 
   // Detaches everything this owner attached (tc on the ifindexes it attached in this
@@ -87,6 +87,7 @@ class BpfLoadBalancer {
  private:
   struct Frontend {
     uint32_t rev_nat_id = 0;
+    uint32_t count = 0;
     FrontendOptions options;
     std::vector<uint32_t> slot_ids;  // slot_ids[i] = backend id of slot i+1
   };
@@ -97,6 +98,7 @@ class BpfLoadBalancer {
   absl::Status ReadBackState();
   absl::Status WriteCount(const ServiceFrontend& fe, uint32_t count);
   absl::Status DeleteFrontend(const ServiceFrontend& fe);
+  absl::Status FlushMaglev();
   absl::Status WriteMaglev(uint32_t rev_nat_id, const std::vector<uint32_t>& slot_ids);
   std::vector<std::string> PinNames() const;
 
@@ -107,6 +109,7 @@ class BpfLoadBalancer {
   absl::flat_hash_set<int> tc_ifindexes_;
   absl::flat_hash_map<uint64_t, Frontend> frontends_;  // by FrontendKey()
   absl::flat_hash_map<uint64_t, FrontendOptions> options_;
+  absl::flat_hash_set<uint64_t> maglev_dirty_;  // slots changed, table not yet rewritten
   absl::flat_hash_map<uint32_t, BackendAddress> backends_;  // by id
   uint32_t next_rev_nat_id_ = 1;
 };

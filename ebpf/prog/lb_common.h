@@ -38,8 +38,11 @@ struct {
 } lb_rev_nat SEC(".maps");
 
 /* Maglev: rev-NAT id -> an array of LB_MAGLEV_SIZE backend ids. */
+/* Mmapable: loomd rewrites a table with plain stores (64 KiB) instead of a batch
+ * update of 16381 elements (about 3 ms). */
 struct lb_maglev_inner {
   __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(map_flags, BPF_F_MMAPABLE);
   __uint(max_entries, LB_MAGLEV_SIZE);
   __type(key, __u32);
   __type(value, __u32);
