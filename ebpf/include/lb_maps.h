@@ -1,0 +1,113 @@
+/* Service load-balancing maps: every key and value, declared once for the BPF C
+ * (ebpf/prog/) and the C++ owner (lb/bpf_lb.h). No includes beyond the kernel's
+ * __u32/__be16 types, so both sides read the same layout; lb/bpf_lb.cc checks it with
+ * static_asserts and tests/unit/lb/bpf_lb_layout_test.cc against the skeleton's BTF.
+ * Every struct is padded explicitly: no hidden holes, keys hash the same everywhere. */
+#ifndef LOOM_EBPF_LB_MAPS_H_
+#define LOOM_EBPF_LB_MAPS_H_
+
+#include <linux/types.h>
+
+/* Slots per Maglev table (prime; lb::kDefaultMaglevTableSize). */
+#define LB_MAGLEV_SIZE 16381
+#define LB_MAX_SERVICES 65536   /* frontends (VIP, port, protocol) */
+#define LB_MAX_BACKENDS 65536
+#define LB_MAX_SLOTS (LB_MAX_SERVICES * 8)
+#define LB_AFFINITY_ENTRIES 65536
+#define LB_SOCK_REVNAT_ENTRIES 262144
+#define LB_CT_ENTRIES 262144
+
+/* lb_service.flags */
+#define LB_SVC_AFFINITY 0x1u /* ClientIP session affinity */
+
+/* lb_backend.flags */
+#define LB_BACKEND_DRAINING 0x1u
+
+/* CT entry direction (lb_ct_key.dir). */
+#define LB_CT_FORWARD 0
+#define LB_CT_REPLY 1
+
+/* services: (VIP, port, protocol, slot). Slot 0 holds the frontend (count, rev-NAT id,
+ * flags); slots 1..count hold backend ids (lb::PlanServiceUpdate's layout). */
+struct lb_service_key {
+  __be32 vip;
+  __be16 dport;
+  __u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+  __u8 pad0;
+  __u16 slot;
+  __u16 pad1;
+};
+
+struct lb_service {
+  __u32 backend_id; /* slot >= 1: the backend; slot 0: the backend count */
+  __u32 rev_nat_id; /* slot 0: the frontend's id (rev_nat and maglev keys) */
+  __u32 flags;      /* slot 0: LB_SVC_* */
+  __u32 affinity_timeout_s; /* slot 0, with LB_SVC_AFFINITY */
+};
+
+/* backends: id -> where it listens. */
+struct lb_backend {
+  __be32 ip;
+  __be16 port;
+  __u8 proto;
+  __u8 flags; /* LB_BACKEND_* */
+};
+
+/* rev_nat: rev-NAT id -> the frontend replies must come from. */
+struct lb_rev_nat {
+  __be32 vip;
+  __be16 port;
+  __u16 pad;
+};
+
+/* affinity (LRU): (client, frontend) -> the backend it was given. The client is the
+ * source IPv4 address on the tc path and the netns cookie on the socket path (a socket
+ * has no source address at connect time; Cilium does the same). */
+struct lb_affinity_key {
+  __u64 client;
+  __u32 rev_nat_id;
+  __u32 pad;
+};
+
+struct lb_affinity {
+  __u32 backend_id;
+  __u32 pad;
+  __u64 last_used_ns; /* bpf_ktime_get_ns() */
+};
+
+/* sock_revnat (LRU): (socket cookie, backend) -> the VIP the socket addressed, for
+ * recvmsg4 / getpeername4. */
+struct lb_sock_revnat_key {
+  __u64 cookie;
+  __be32 ip;
+  __be16 port;
+  __u16 pad;
+};
+
+struct lb_sock_revnat {
+  __be32 vip;
+  __be16 port;
+  __u16 pad;
+  __u32 rev_nat_id;
+  __u32 pad1;
+};
+
+/* ct (LRU, tc path): forward entries keyed by the client's tuple (client -> VIP) and
+ * reply entries keyed by the backend's (backend -> client). */
+struct lb_ct_key {
+  __be32 saddr;
+  __be32 daddr;
+  __be16 sport;
+  __be16 dport;
+  __u8 proto;
+  __u8 dir; /* LB_CT_FORWARD / LB_CT_REPLY */
+  __u16 pad;
+};
+
+struct lb_ct_entry {
+  __u32 backend_id; /* forward entries */
+  __u32 rev_nat_id;
+  __u64 last_seen_ns;
+};
+
+#endif /* LOOM_EBPF_LB_MAPS_H_ */

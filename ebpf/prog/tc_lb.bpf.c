@@ -1,0 +1,136 @@
+/* tc service load balancing for pods whose sockets the cgroup programs do not see,
+ * attached to the host side of a pod's veth, both directions: from the pod (tc
+ * ingress) new flows to VIP:port are DNATed to a backend and tracked; towards the pod
+ * (tc egress) replies from a tracked backend are translated back to the VIP.
+ * A frontend without backends drops (TC_ACT_SHOT); anything else passes. */
+#include <stddef.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+
+#include "lb_common.h"
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, LB_CT_ENTRIES);
+  __type(key, struct lb_ct_key);
+  __type(value, struct lb_ct_entry);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct SEC(".maps");
+
+struct lb_pkt {
+  __u32 l3_off;
+  __u32 l4_off;
+  __u32 csum_off; /* of the L4 checksum */
+  __u8 proto;
+  __be32 saddr, daddr;
+  __be16 sport, dport;
+};
+
+static __always_inline int lb_parse(struct __sk_buff *skb, struct lb_pkt *p) {
+  void *data = (void *)(long)skb->data;
+  void *end = (void *)(long)skb->data_end;
+  struct ethhdr *eth = data;
+  if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP)) return -1;
+  struct iphdr *ip = (void *)(eth + 1);
+  if ((void *)(ip + 1) > end || ip->ihl < 5) return -1;
+  if (ip->frag_off & bpf_htons(0x3fff)) return -1; /* fragments carry no ports */
+  p->proto = ip->protocol;
+  p->l3_off = sizeof(*eth);
+  p->l4_off = p->l3_off + ip->ihl * 4;
+  p->saddr = ip->saddr;
+  p->daddr = ip->daddr;
+  void *l4 = data + p->l4_off;
+  if (p->proto == IPPROTO_TCP) {
+    struct tcphdr *th = l4;
+    if ((void *)(th + 1) > end) return -1;
+    p->sport = th->source;
+    p->dport = th->dest;
+    p->csum_off = p->l4_off + offsetof(struct tcphdr, check);
+  } else if (p->proto == IPPROTO_UDP) {
+    struct udphdr *uh = l4;
+    if ((void *)(uh + 1) > end) return -1;
+    p->sport = uh->source;
+    p->dport = uh->dest;
+    p->csum_off = p->l4_off + offsetof(struct udphdr, check);
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
+/* Rewrites the source (reply) or destination (forward) address and port, fixing the
+ * IP and L4 checksums (the address is part of the L4 pseudo header). */
+static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct lb_pkt *p,
+                                      int source, __be32 ip, __be16 port) {
+  __be32 old_ip = source ? p->saddr : p->daddr;
+  __be16 old_port = source ? p->sport : p->dport;
+  __u32 ip_off = p->l3_off + (source ? offsetof(struct iphdr, saddr)
+                                     : offsetof(struct iphdr, daddr));
+  __u32 port_off = p->l4_off + (source ? 0 : 2); /* TCP and UDP: source, dest */
+  __u64 l4_flags = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+  if (bpf_l4_csum_replace(skb, p->csum_off, old_ip, ip, l4_flags | BPF_F_PSEUDO_HDR | 4))
+    return -1;
+  if (bpf_l3_csum_replace(skb, p->l3_off + offsetof(struct iphdr, check), old_ip, ip, 4))
+    return -1;
+  if (bpf_skb_store_bytes(skb, ip_off, &ip, 4, 0)) return -1;
+  if (old_port != port) {
+    if (bpf_l4_csum_replace(skb, p->csum_off, old_port, port, l4_flags | 2)) return -1;
+    if (bpf_skb_store_bytes(skb, port_off, &port, 2, 0)) return -1;
+  }
+  return 0;
+}
+
+SEC("tc")
+int lb_tc(struct __sk_buff *skb) {
+  struct lb_pkt p = {};
+  if (lb_parse(skb, &p)) return TC_ACT_OK;
+  __u64 now = bpf_ktime_get_ns();
+
+  /* A reply from a backend of a tracked flow: back to the VIP. */
+  struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
+                          .dport = p.dport, .proto = p.proto, .dir = LB_CT_REPLY};
+  struct lb_ct_entry *ct = bpf_map_lookup_elem(&lb_ct, &key);
+  if (ct) {
+    __u32 rev_id = ct->rev_nat_id;
+    struct lb_rev_nat *rev = bpf_map_lookup_elem(&lb_rev_nat, &rev_id);
+    if (!rev) return TC_ACT_OK;
+    ct->last_seen_ns = now;
+    return lb_rewrite(skb, &p, 1, rev->vip, rev->port) ? TC_ACT_SHOT : TC_ACT_OK;
+  }
+
+  struct lb_service_key skey = {.vip = p.daddr, .dport = p.dport, .proto = p.proto};
+  struct lb_service *svc = bpf_map_lookup_elem(&lb_services, &skey);
+  if (!svc) return TC_ACT_OK;
+
+  /* A tracked flow keeps its backend while the backend exists (draining ones too);
+   * a flow whose backend left is placed again. */
+  key.dir = LB_CT_FORWARD;
+  __u32 id = 0;
+  struct lb_backend *b = 0;
+  ct = bpf_map_lookup_elem(&lb_ct, &key);
+  if (ct) {
+    id = ct->backend_id;
+    b = bpf_map_lookup_elem(&lb_backends, &id);
+    if (b) ct->last_seen_ns = now;
+  }
+  if (!b) {
+    __u64 tuple = ((__u64)p.saddr << 32) ^ ((__u64)p.sport << 16) ^ p.dport ^
+                  ((__u64)p.proto << 48);
+    id = lb_pick_backend(&skey, svc, lb_mix64(tuple), p.saddr);
+    if (id == 0) return TC_ACT_SHOT;
+    b = bpf_map_lookup_elem(&lb_backends, &id);
+    if (!b) return TC_ACT_SHOT;
+    struct lb_ct_entry entry = {
+        .backend_id = id, .rev_nat_id = svc->rev_nat_id, .last_seen_ns = now};
+    bpf_map_update_elem(&lb_ct, &key, &entry, BPF_ANY);
+    struct lb_ct_key reply = {.saddr = b->ip, .daddr = p.saddr, .sport = b->port,
+                              .dport = p.sport, .proto = p.proto, .dir = LB_CT_REPLY};
+    bpf_map_update_elem(&lb_ct, &reply, &entry, BPF_ANY);
+  }
+  return lb_rewrite(skb, &p, 0, b->ip, b->port) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";

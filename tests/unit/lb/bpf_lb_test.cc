@@ -1,0 +1,462 @@
+// BpfLoadBalancer against the kernel: tc_lb on packets (bpf_prog_test_run_opts), the
+// map layout against the objects' BTF, plan execution at 1 / 1,000 / 10,000 services,
+// pin reuse across owners and Uninstall.
+#include "lb/bpf_lb.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <netinet/in.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <cstddef>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "common/strings.h"
+#include "lb_maps.h"
+#include "sock_lb.skel.h"
+#include "tc_lb.skel.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/unit/lb/bpf_lb_fixture.h"
+
+namespace loom::lb {
+namespace {
+
+using testing::BpfFsFixture;
+using testing::Ip;
+using testing::OneFrontend;
+
+// ---- packets ----
+
+uint32_t Sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
+  if (n % 2) sum += uint32_t{p[n - 1]} << 8;
+  return sum;
+}
+uint16_t Fold(uint32_t s) {
+  while (s >> 16) s = (s & 0xffff) + (s >> 16);
+  return static_cast<uint16_t>(~s & 0xffff);
+}
+
+struct Packet {
+  std::vector<uint8_t> bytes;
+  iphdr* ip() { return reinterpret_cast<iphdr*>(bytes.data() + sizeof(ethhdr)); }
+  uint8_t* l4() { return bytes.data() + sizeof(ethhdr) + sizeof(iphdr); }
+  size_t l4_len() const { return bytes.size() - sizeof(ethhdr) - sizeof(iphdr); }
+  uint16_t sport() { return ntohs(*reinterpret_cast<uint16_t*>(l4())); }
+  uint16_t dport() { return ntohs(*reinterpret_cast<uint16_t*>(l4() + 2)); }
+  net::Ipv4Address saddr() { return net::Ipv4Address::FromNetworkOrder(ip()->saddr); }
+  net::Ipv4Address daddr() { return net::Ipv4Address::FromNetworkOrder(ip()->daddr); }
+  size_t csum_off() const { return ip_proto == IPPROTO_TCP ? offsetof(tcphdr, check) : offsetof(udphdr, check); }
+  uint32_t Pseudo() {
+    uint32_t s = Sum16(reinterpret_cast<uint8_t*>(&ip()->saddr), 8);
+    return s + ip_proto + static_cast<uint32_t>(l4_len());
+  }
+  bool IpChecksumOk() { return Fold(Sum16(reinterpret_cast<uint8_t*>(ip()), sizeof(iphdr))) == 0; }
+  bool L4ChecksumOk() { return Fold(Sum16(l4(), l4_len(), Pseudo())) == 0; }
+  void FillChecksums() {
+    ip()->check = 0;
+    ip()->check = htons(Fold(Sum16(reinterpret_cast<uint8_t*>(ip()), sizeof(iphdr))));
+    uint16_t* c = reinterpret_cast<uint16_t*>(l4() + csum_off());
+    *c = 0;
+    *c = htons(Fold(Sum16(l4(), l4_len(), Pseudo())));
+  }
+  uint8_t ip_proto = IPPROTO_TCP;
+};
+
+Packet MakePacket(uint8_t proto, const char* src, uint16_t sport, const char* dst,
+                  uint16_t dport) {
+  Packet p;
+  p.ip_proto = proto;
+  size_t l4 = proto == IPPROTO_TCP ? sizeof(tcphdr) : sizeof(udphdr);
+  p.bytes.assign(sizeof(ethhdr) + sizeof(iphdr) + l4 + 13, 0xab);
+  auto* eth = reinterpret_cast<ethhdr*>(p.bytes.data());
+  std::memset(eth, 0, sizeof(*eth));
+  eth->h_proto = htons(ETH_P_IP);
+  iphdr* ip = p.ip();
+  std::memset(ip, 0, sizeof(*ip));
+  ip->version = 4;
+  ip->ihl = 5;
+  ip->ttl = 64;
+  ip->protocol = proto;
+  ip->tot_len = htons(static_cast<uint16_t>(sizeof(iphdr) + l4 + 13));
+  ip->saddr = Ip(src).ToNetworkOrder();
+  ip->daddr = Ip(dst).ToNetworkOrder();
+  std::memset(p.l4(), 0, l4);
+  if (proto == IPPROTO_TCP) {
+    auto* th = reinterpret_cast<tcphdr*>(p.l4());
+    th->source = htons(sport);
+    th->dest = htons(dport);
+    th->doff = 5;
+    th->syn = 1;
+    th->seq = htonl(12345);
+  } else {
+    auto* uh = reinterpret_cast<udphdr*>(p.l4());
+    uh->source = htons(sport);
+    uh->dest = htons(dport);
+    uh->len = htons(static_cast<uint16_t>(l4 + 13));
+  }
+  p.FillChecksums();
+  return p;
+}
+
+// Runs tc_lb on `in`; returns the verdict and the packet as it left.
+std::pair<int, Packet> RunTc(int prog_fd, Packet in) {
+  Packet out = in;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in.bytes.data(),
+              .data_out = out.bytes.data(),
+              .data_size_in = static_cast<__u32>(in.bytes.size()),
+              .data_size_out = static_cast<__u32>(out.bytes.size()));
+  int err = bpf_prog_test_run_opts(prog_fd, &opts);
+  EXPECT_EQ(err, 0) << std::strerror(-err);
+  return {static_cast<int>(opts.retval), out};
+}
+
+class BpfLbTest : public BpfFsFixture {};
+
+ServiceFrontend Fe(const char* vip, uint16_t port, model::Protocol p = model::Protocol::kTcp) {
+  return {Ip(vip), port, p};
+}
+BackendAddress Be(const char* ip, uint16_t port, model::Protocol p = model::Protocol::kTcp) {
+  return {Ip(ip), port, p};
+}
+
+TEST_F(BpfLbTest, TcDnatReverseNatRejectAndPass) {
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  BackendIdAllocator ids;
+  for (const ServiceBackendSet& set :
+       {OneFrontend("default/web", Fe("10.96.0.10", 80), {Be("10.244.1.5", 8080)}),
+        OneFrontend("default/dns", Fe("10.96.0.10", 53, model::Protocol::kUdp),
+                    {Be("10.244.1.6", 5353, model::Protocol::kUdp)}),
+        OneFrontend("default/empty", Fe("10.96.0.11", 80), {})}) {
+    ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate({}, set, ids));
+    ASSERT_OK(lb->Apply(plan));
+  }
+  const int prog = lb->tc_prog_fd();
+
+  // TCP SYN from a pod to the VIP: DNAT to the backend, checksums still valid.
+  auto [verdict, syn] = RunTc(prog, MakePacket(IPPROTO_TCP, "10.244.2.7", 40000, "10.96.0.10", 80));
+  EXPECT_EQ(verdict, TC_ACT_OK);
+  EXPECT_EQ(syn.daddr(), Ip("10.244.1.5"));
+  EXPECT_EQ(syn.dport(), 8080);
+  EXPECT_EQ(syn.saddr(), Ip("10.244.2.7"));
+  EXPECT_EQ(syn.sport(), 40000);
+  EXPECT_TRUE(syn.IpChecksumOk());
+  EXPECT_TRUE(syn.L4ChecksumOk());
+
+  // The backend's SYN-ACK: source back to VIP:80.
+  auto [rverdict, reply] =
+      RunTc(prog, MakePacket(IPPROTO_TCP, "10.244.1.5", 8080, "10.244.2.7", 40000));
+  EXPECT_EQ(rverdict, TC_ACT_OK);
+  EXPECT_EQ(reply.saddr(), Ip("10.96.0.10"));
+  EXPECT_EQ(reply.sport(), 80);
+  EXPECT_EQ(reply.daddr(), Ip("10.244.2.7"));
+  EXPECT_TRUE(reply.IpChecksumOk());
+  EXPECT_TRUE(reply.L4ChecksumOk());
+
+  // UDP both ways.
+  auto [uverdict, udp] = RunTc(prog, MakePacket(IPPROTO_UDP, "10.244.2.7", 41000, "10.96.0.10", 53));
+  EXPECT_EQ(uverdict, TC_ACT_OK);
+  EXPECT_EQ(udp.daddr(), Ip("10.244.1.6"));
+  EXPECT_EQ(udp.dport(), 5353);
+  EXPECT_TRUE(udp.IpChecksumOk());
+  EXPECT_TRUE(udp.L4ChecksumOk());
+  auto [urverdict, ureply] =
+      RunTc(prog, MakePacket(IPPROTO_UDP, "10.244.1.6", 5353, "10.244.2.7", 41000));
+  EXPECT_EQ(urverdict, TC_ACT_OK);
+  EXPECT_EQ(ureply.saddr(), Ip("10.96.0.10"));
+  EXPECT_EQ(ureply.sport(), 53);
+  EXPECT_TRUE(ureply.IpChecksumOk());
+  EXPECT_TRUE(ureply.L4ChecksumOk());
+
+  // A frontend without backends drops; an address that is no frontend passes untouched.
+  auto [sverdict, shot] = RunTc(prog, MakePacket(IPPROTO_TCP, "10.244.2.7", 40001, "10.96.0.11", 80));
+  EXPECT_EQ(sverdict, TC_ACT_SHOT);
+  Packet other = MakePacket(IPPROTO_TCP, "10.244.2.7", 40002, "10.96.0.99", 80);
+  auto [overdict, passed] = RunTc(prog, other);
+  EXPECT_EQ(overdict, TC_ACT_OK);
+  EXPECT_EQ(passed.bytes, other.bytes);
+  Packet wrong_port = MakePacket(IPPROTO_TCP, "10.244.2.7", 40003, "10.96.0.10", 81);
+  auto [wverdict, wpassed] = RunTc(prog, wrong_port);
+  EXPECT_EQ(wverdict, TC_ACT_OK);
+  EXPECT_EQ(wpassed.bytes, wrong_port.bytes);
+  ASSERT_OK(lb->Uninstall());
+}
+
+TEST_F(BpfLbTest, TcSpreadsFlowsAndReselectsWhenBackendLeaves) {
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  BackendIdAllocator ids;
+  constexpr model::Protocol kUdp = model::Protocol::kUdp;
+  auto set = OneFrontend("default/web", Fe("10.96.0.10", 80, kUdp),
+                         {Be("10.244.1.1", 80, kUdp), Be("10.244.1.2", 80, kUdp),
+                          Be("10.244.1.3", 80, kUdp)});
+  ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate({}, set, ids));
+  ASSERT_OK(lb->Apply(plan));
+  // The Maglev table shares its slots about evenly among the three backend ids.
+  uint32_t rev = lb->RevNatId(set.frontends[0].frontend);
+  __u32 inner_id = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(lb->map_fds().maglev, &rev, &inner_id), 0);
+  int inner = bpf_map_get_fd_by_id(inner_id);
+  ASSERT_GE(inner, 0);
+  std::map<uint32_t, int> owners;
+  for (__u32 i = 0; i < LB_MAGLEV_SIZE; ++i) {
+    __u32 id = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(inner, &i, &id), 0);
+    owners[id]++;
+  }
+  close(inner);
+  ASSERT_EQ(owners.size(), 3u);
+  for (auto [id, n] : owners) EXPECT_NEAR(n, LB_MAGLEV_SIZE / 3, 100) << id;
+  std::map<uint32_t, int> hits;
+  for (uint16_t port = 10000; port < 13000; ++port) {
+    auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+    ASSERT_EQ(v, TC_ACT_OK);
+    hits[out.daddr().ToHostOrder()]++;
+  }
+  ASSERT_EQ(hits.size(), 3u);
+  for (auto [ip, n] : hits) EXPECT_NEAR(n, 1000, 100) << net::Ipv4Address::FromHostOrder(ip).ToString();
+  // 10.244.1.3 leaves: a UDP flow tracked to it is placed on another backend.
+  uint16_t port = 10000;
+  for (; port < 13000; ++port) {
+    auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+    if (out.daddr() == Ip("10.244.1.3")) break;
+  }
+  auto set2 = OneFrontend("default/web", Fe("10.96.0.10", 80, kUdp),
+                          {Be("10.244.1.1", 80, kUdp), Be("10.244.1.2", 80, kUdp)});
+  ASSERT_OK_AND_ASSIGN(UpdatePlan plan2, PlanServiceUpdate(plan.programmed, set2, ids));
+  ASSERT_OK(lb->Apply(plan2));
+  auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+  EXPECT_EQ(v, TC_ACT_OK);
+  EXPECT_NE(out.daddr(), Ip("10.244.1.3"));
+  EXPECT_NE(out.daddr(), Ip("10.96.0.10"));
+  ASSERT_OK(lb->Uninstall());
+}
+
+// ---- layout: lb_maps.h as compiled into the objects ----
+
+struct Member {
+  const char* name;
+  size_t offset;
+};
+
+void ExpectLayout(const btf* b, const char* type, size_t size, std::vector<Member> members) {
+  int id = btf__find_by_name_kind(b, type, BTF_KIND_STRUCT);
+  ASSERT_GT(id, 0) << type << " missing from BTF";
+  const btf_type* t = btf__type_by_id(b, id);
+  EXPECT_EQ(t->size, size) << type;
+  const btf_member* m = btf_members(t);
+  std::map<std::string, size_t> offsets;
+  for (int i = 0; i < btf_vlen(t); ++i) {
+    offsets[btf__name_by_offset(b, m[i].name_off)] = btf_member_bit_offset(t, i) / 8;
+  }
+  for (const Member& want : members) {
+    ASSERT_TRUE(offsets.contains(want.name)) << type << "." << want.name;
+    EXPECT_EQ(offsets[want.name], want.offset) << type << "." << want.name;
+  }
+}
+
+#define LOOM_MEMBER(type, field) Member{#field, offsetof(type, field)}
+
+void ExpectSharedLayouts(const btf* b) {
+  ExpectLayout(b, "lb_service_key", sizeof(lb_service_key),
+               {LOOM_MEMBER(lb_service_key, vip), LOOM_MEMBER(lb_service_key, dport),
+                LOOM_MEMBER(lb_service_key, proto), LOOM_MEMBER(lb_service_key, slot)});
+  ExpectLayout(b, "lb_service", sizeof(lb_service),
+               {LOOM_MEMBER(lb_service, backend_id), LOOM_MEMBER(lb_service, rev_nat_id),
+                LOOM_MEMBER(lb_service, flags), LOOM_MEMBER(lb_service, affinity_timeout_s)});
+  ExpectLayout(b, "lb_backend", sizeof(lb_backend),
+               {LOOM_MEMBER(lb_backend, ip), LOOM_MEMBER(lb_backend, port),
+                LOOM_MEMBER(lb_backend, proto), LOOM_MEMBER(lb_backend, flags)});
+  ExpectLayout(b, "lb_rev_nat", sizeof(lb_rev_nat),
+               {LOOM_MEMBER(lb_rev_nat, vip), LOOM_MEMBER(lb_rev_nat, port)});
+  ExpectLayout(b, "lb_affinity_key", sizeof(lb_affinity_key),
+               {LOOM_MEMBER(lb_affinity_key, client), LOOM_MEMBER(lb_affinity_key, rev_nat_id)});
+  ExpectLayout(b, "lb_affinity", sizeof(lb_affinity),
+               {LOOM_MEMBER(lb_affinity, backend_id), LOOM_MEMBER(lb_affinity, last_used_ns)});
+}
+
+TEST(BpfLbLayout, MapStructsMatchObjectsBtf) {
+  sock_lb* sock = sock_lb__open();
+  ASSERT_NE(sock, nullptr);
+  const btf* sb = bpf_object__btf(sock->obj);
+  ASSERT_NE(sb, nullptr);
+  ExpectSharedLayouts(sb);
+  ExpectLayout(sb, "lb_sock_revnat_key", sizeof(lb_sock_revnat_key),
+               {LOOM_MEMBER(lb_sock_revnat_key, cookie), LOOM_MEMBER(lb_sock_revnat_key, ip),
+                LOOM_MEMBER(lb_sock_revnat_key, port)});
+  ExpectLayout(sb, "lb_sock_revnat", sizeof(lb_sock_revnat),
+               {LOOM_MEMBER(lb_sock_revnat, vip), LOOM_MEMBER(lb_sock_revnat, port),
+                LOOM_MEMBER(lb_sock_revnat, rev_nat_id)});
+  sock_lb__destroy(sock);
+
+  tc_lb* tc = tc_lb__open();
+  ASSERT_NE(tc, nullptr);
+  const btf* tb = bpf_object__btf(tc->obj);
+  ASSERT_NE(tb, nullptr);
+  ExpectSharedLayouts(tb);
+  ExpectLayout(tb, "lb_ct_key", sizeof(lb_ct_key),
+               {LOOM_MEMBER(lb_ct_key, saddr), LOOM_MEMBER(lb_ct_key, daddr),
+                LOOM_MEMBER(lb_ct_key, sport), LOOM_MEMBER(lb_ct_key, dport),
+                LOOM_MEMBER(lb_ct_key, proto), LOOM_MEMBER(lb_ct_key, dir)});
+  ExpectLayout(tb, "lb_ct_entry", sizeof(lb_ct_entry),
+               {LOOM_MEMBER(lb_ct_entry, backend_id), LOOM_MEMBER(lb_ct_entry, rev_nat_id),
+                LOOM_MEMBER(lb_ct_entry, last_seen_ns)});
+  tc_lb__destroy(tc);
+}
+
+// ---- plans at scale ----
+
+ServiceBackendSet NumberedService(int i, int first_backend) {
+  std::vector<BackendAddress> backends;
+  for (int k = 0; k < 3; ++k) {
+    backends.push_back({net::Ipv4Address::FromHostOrder(0x0af40000u + first_backend + k), 8080,
+                        model::Protocol::kTcp});
+  }
+  return OneFrontend(StrCat("default/s", i),
+                     {net::Ipv4Address::FromHostOrder(0x0a600000u + i + 1), 80,
+                      model::Protocol::kTcp},
+                     backends);
+}
+
+TEST_F(BpfLbTest, BackendChangeAtScale) {
+  for (int services : {1, 1000, 10000}) {
+    std::string dir = StrCat(pin_dir_, services);
+    ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(dir));
+    BackendIdAllocator ids;
+    std::vector<ProgrammedService> state(services);
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < services; ++i) {
+      ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate({}, NumberedService(i, i * 3), ids));
+      ASSERT_OK(lb->Apply(plan));
+      state[i] = plan.programmed;
+    }
+    double load_ms = std::chrono::duration<double, std::milli>(
+                         std::chrono::steady_clock::now() - start).count();
+    // One backend of the last service replaced (a fresh address), best of 5 rounds.
+    double best_us = 1e9, worst_us = 0;
+    for (int round = 0; round < 5; ++round) {
+      auto t0 = std::chrono::steady_clock::now();
+      ServiceBackendSet next = NumberedService(services - 1, (services - 1) * 3);
+      next.frontends[0].backends[2].ip =
+          net::Ipv4Address::FromHostOrder(0x0af50000u + round);
+      ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate(state.back(), next, ids));
+      ASSERT_OK(lb->Apply(plan));
+      state.back() = plan.programmed;
+      double us = std::chrono::duration<double, std::micro>(
+                      std::chrono::steady_clock::now() - t0).count();
+      best_us = std::min(best_us, us);
+      worst_us = std::max(worst_us, us);
+    }
+    std::cout << "services=" << services << " initial_load_ms=" << load_ms
+              << " backend_change_us best=" << best_us << " worst=" << worst_us << "\n";
+    RecordProperty(StrCat("backend_change_us_", services), static_cast<int>(best_us));
+    EXPECT_LT(best_us, 1000) << "one backend change at " << services << " services";
+    ASSERT_OK(lb->Uninstall());
+  }
+}
+
+// ---- lifecycle ----
+
+std::vector<uint32_t> MapIds(const LbMapFds& fds) {
+  std::vector<uint32_t> out;
+  for (int fd : {fds.services, fds.backends, fds.rev_nat, fds.maglev, fds.affinity,
+                 fds.sock_revnat, fds.ct}) {
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    EXPECT_EQ(bpf_obj_get_info_by_fd(fd, &info, &len), 0);
+    out.push_back(info.id);
+  }
+  return out;
+}
+
+std::vector<std::string> List(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
+  }
+  closedir(d);
+  return names;
+}
+
+__u32 CgroupProgCount(const std::string& cgroup, bpf_attach_type type) {
+  int fd = open(cgroup.c_str(), O_RDONLY | O_DIRECTORY);
+  __u32 count = 0;
+  EXPECT_EQ(bpf_prog_query(fd, type, 0, nullptr, nullptr, &count), 0);
+  close(fd);
+  return count;
+}
+
+TEST_F(BpfLbTest, RestartReusesPinsAndUninstallRemovesEverything) {
+  std::string cgroup = MakeCgroup();
+  std::vector<uint32_t> first_ids;
+  ServiceFrontend fe = Fe("10.96.0.10", 80);
+  BackendIdAllocator ids;
+  uint32_t rev = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+    first_ids = MapIds(lb->map_fds());
+    ASSERT_OK_AND_ASSIGN(UpdatePlan plan,
+                         PlanServiceUpdate({}, OneFrontend("default/web", fe, {Be("10.244.1.5", 80)}), ids));
+    ASSERT_OK(lb->Apply(plan));
+    rev = lb->RevNatId(fe);
+    ASSERT_NE(rev, 0u);
+    ASSERT_OK(lb->AttachCgroup(cgroup));
+    EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_INET4_CONNECT), 1u);
+  }  // no Uninstall: everything stays
+  EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_INET4_CONNECT), 1u);
+  EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_UDP4_RECVMSG), 1u);
+
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  EXPECT_EQ(MapIds(lb->map_fds()), first_ids);
+  EXPECT_EQ(lb->RevNatId(fe), rev);  // read back from the maps
+  lb_service_key key{};
+  key.vip = fe.vip.ToNetworkOrder();
+  key.dport = htons(80);
+  key.proto = IPPROTO_TCP;
+  lb_service svc{};
+  EXPECT_EQ(bpf_map_lookup_elem(lb->map_fds().services, &key, &svc), 0);
+  EXPECT_EQ(svc.backend_id, 1u);
+  ASSERT_OK(lb->AttachCgroup(cgroup));  // switches the pinned links, no second attachment
+  EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_INET4_CONNECT), 1u);
+
+  // tc on lo of a private network namespace (this thread's only).
+  absl::Status tc_status;
+  int attached_ingress = -1, after_uninstall = -1;
+  std::thread([&] {
+    if (unshare(CLONE_NEWNET) != 0) {
+      tc_status = absl::InternalError("unshare");
+      return;
+    }
+    tc_status = lb->AttachTc(1);
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = 1, .attach_point = BPF_TC_INGRESS);
+    LIBBPF_OPTS(bpf_tc_opts, q, .handle = 0x10c, .priority = 1);
+    attached_ingress = bpf_tc_query(&hook, &q);
+    if (tc_status.ok()) tc_status = lb->Uninstall();
+    LIBBPF_OPTS(bpf_tc_opts, q2, .handle = 0x10c, .priority = 1);
+    after_uninstall = bpf_tc_query(&hook, &q2);
+  }).join();
+  ASSERT_OK(tc_status);
+  EXPECT_EQ(attached_ingress, 0);
+  EXPECT_NE(after_uninstall, 0);
+  EXPECT_EQ(List(pin_dir_), std::vector<std::string>{});
+  EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_INET4_CONNECT), 0u);
+  EXPECT_EQ(CgroupProgCount(cgroup, BPF_CGROUP_INET4_GETPEERNAME), 0u);
+}
+
+}  // namespace
+}  // namespace loom::lb
