@@ -21,9 +21,10 @@ function(loom_bpf_object name source)
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
     COMMAND ${LOOM_CLANG} -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_x86
-            ${include_flags} -c ${src_abs} -o ${obj}
+            ${include_flags} -MD -MF ${obj}.d -c ${src_abs} -o ${obj}
     DEPENDS ${src_abs}
-    IMPLICIT_DEPENDS C ${src_abs}
+    # Headers the object includes (ebpf/include/*.h) rebuild it too.
+    DEPFILE ${obj}.d
     COMMENT "BPF ${name}"
     VERBATIM)
   add_custom_command(
