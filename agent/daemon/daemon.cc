@@ -330,6 +330,14 @@ void Daemon::Undo() {
   cni_api_.reset();
   if (metrics_server_) metrics_server_->Stop();
   open_store_.store(nullptr);
+  ReleaseComponents();
+  // Innermost first; rmdir only removes what is still empty.
+  for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) rmdir(it->c_str());
+  created_dirs_.clear();
+}
+
+void Daemon::ReleaseComponents() {
+  // Consumers of the store before the store, servers last.
   service_controller_.reset();
   node_dns_.reset();
   service_registry_.reset();
@@ -338,9 +346,6 @@ void Daemon::Undo() {
   store_.reset();
   api_server_.reset();
   metrics_server_.reset();
-  // Innermost first; rmdir only removes what is still empty.
-  for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) rmdir(it->c_str());
-  created_dirs_.clear();
 }
 
 void Daemon::Stop() {
@@ -358,14 +363,7 @@ void Daemon::Stop() {
   LOG_INFO("loomd stopped; node lease kept for a restart", {"node", config_.node_name},
            {"lease", registrar_->lease()},
            {"expires_in", absl::FormatDuration(config_.node_lease_ttl)});
-  service_controller_.reset();
-  node_dns_.reset();
-  service_registry_.reset();
-  registrar_.reset();
-  overlay_.reset();
-  store_.reset();
-  api_server_.reset();
-  metrics_server_.reset();
+  ReleaseComponents();
   created_dirs_.clear();
 }
 

@@ -65,6 +65,8 @@ class Daemon {
   absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
   absl::Status StartServicesAndDns();
   void StopServicesAndDns();
+  // Destroys every component, in dependency order (after they were stopped).
+  void ReleaseComponents();
   http::Response HandleStatus() const;
   http::Response HandleReadyz() const;
   http::Response HandleMetrics() const;
