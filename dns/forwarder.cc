@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "dns/zone_answer.h"
 
 namespace loom::dns {
 namespace {
@@ -34,17 +35,11 @@ std::string CacheKey(const Query& q) {
 std::vector<uint8_t> Render(const Message& m, const Query& q, uint32_t age, uint32_t fixed_ttl) {
   std::vector<uint8_t> out(kMaxResponse);
   MessageWriter w(out.data(), out.size());
-  Header h;
-  h.id = q.header.id;
-  h.set_qr(true);
-  h.set_opcode(q.header.opcode());
-  h.set_rd(q.header.rd());
-  h.set_cd(q.header.cd());
-  h.set_ra(true);
+  BeginResponse(q, &w);  // the same header and question as zone answers
+  Header h = w.header();
   h.set_ad(m.header.ad());
   h.set_rcode(m.header.rcode());
   w.SetHeader(h);
-  w.AddQuestion(q.question.name, q.question.qtype, q.question.qclass);
   auto emit = [&](Section s, const std::vector<ResourceRecord>& rrs) {
     for (const ResourceRecord& rr : rrs) {
       ResourceRecord copy = rr;
@@ -59,7 +54,7 @@ std::vector<uint8_t> Render(const Message& m, const Query& q, uint32_t age, uint
   if (emit(Section::kAnswer, m.answers) && emit(Section::kAuthority, m.authority)) {
     emit(Section::kAdditional, m.additional);
   }
-  if (q.edns) w.AddOpt(1232);
+  EndResponse(q, 1232, &w);
   out.resize(w.size());
   return out;
 }
