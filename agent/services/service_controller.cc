@@ -2,48 +2,80 @@
 
 #include "agent/services/service_registry.h"
 #include "common/log.h"
+#include "common/model/validation.h"
 #include "common/status.h"
 #include "common/strings.h"
 
 namespace loom::agent {
 namespace {
 
-// Applies a watch batch to a map of decoded objects keyed by `key_of`.
-template <typename T, typename Decode, typename KeyOf>
+// Applies a watch batch to a map of decoded objects keyed by `key_of`, telling
+// `changed(key, old, now)` about every object added, replaced or removed.
+template <typename T, typename Decode, typename KeyOf, typename Changed>
 void ApplyBatch(const store::WatchBatch& batch, std::map<std::string, T>& objects,
                 std::map<std::string, std::string>& store_keys, Decode decode, KeyOf key_of,
-                uint64_t* errors) {
+                Changed changed, uint64_t* errors) {
+  auto erase = [&](const std::string& store_key) {
+    auto it = store_keys.find(store_key);
+    if (it == store_keys.end()) return;
+    auto obj = objects.find(it->second);
+    if (obj != objects.end()) {
+      changed(obj->first, &obj->second, nullptr);
+      objects.erase(obj);
+    }
+    store_keys.erase(it);
+  };
   auto put = [&](const store::KeyValue& kv) {
     absl::StatusOr<T> obj = decode(kv);
     if (!obj.ok()) {
       ++*errors;
       LOG_WARNING("skipping an object that does not decode", {"key", kv.key},
                   {"error", obj.status().message()});
+      erase(kv.key);
       return;
     }
     std::string k = key_of(kv, *obj);
+    auto prev_key = store_keys.find(kv.key);
+    if (prev_key != store_keys.end() && prev_key->second != k) erase(kv.key);
     store_keys[kv.key] = k;
-    objects[k] = *std::move(obj);
-  };
-  auto erase = [&](const std::string& store_key) {
-    auto it = store_keys.find(store_key);
-    if (it == store_keys.end()) return;
-    objects.erase(it->second);
-    store_keys.erase(it);
+    auto [it, inserted] = objects.try_emplace(k);
+    if (inserted) {
+      it->second = *std::move(obj);
+      changed(k, nullptr, &it->second);
+    } else if (!(it->second == *obj)) {
+      T old = std::move(it->second);
+      it->second = *std::move(obj);
+      changed(k, &old, &it->second);
+    }
   };
   if (batch.resync) {
-    objects.clear();
-    store_keys.clear();
+    // Objects missing from the snapshot are gone; the others are put again (a
+    // no-op when unchanged).
+    std::set<std::string> present;
+    for (const store::KeyValue& kv : batch.snapshot) present.insert(kv.key);
+    std::vector<std::string> gone;
+    for (const auto& [store_key, k] : store_keys) {
+      if (!present.contains(store_key)) gone.push_back(store_key);
+    }
+    for (const std::string& store_key : gone) erase(store_key);
     for (const store::KeyValue& kv : batch.snapshot) put(kv);
   }
   for (const store::Event& e : batch.events) {
     if (e.type == store::Event::Type::kPut) {
-      erase(e.kv.key);
       put(e.kv);
     } else {
       erase(e.kv.key);
     }
   }
+}
+
+std::string IndexKey(const std::string& ns, const std::string& label, const std::string& value) {
+  return StrCat(ns, "\n", label, "=", value);
+}
+
+// Services of these kinds never have derived endpoints.
+bool Selects(const model::Service& s) {
+  return s.type != model::ServiceType::kExternalName && !s.selector.empty();
 }
 
 }  // namespace
@@ -107,7 +139,11 @@ void ServiceController::OnServices(const store::WatchBatch& batch) {
         return s.service;
       },
       [](const store::KeyValue&, const model::Service& s) { return s.meta.Key(); },
+      [this](const std::string& key, const model::Service* old, const model::Service* now) {
+        ServiceChanged(key, old, now);
+      },
       &decode_errors_);
+  if (batch.resync) full_ = true;
   services_synced_ = true;
   revision_ = std::max(revision_, batch.revision);
   dirty_ = true;
@@ -122,26 +158,120 @@ void ServiceController::OnPods(const store::WatchBatch& batch) {
         ASSIGN_OR_RETURN(Json j, ParseJson(kv.value));
         return model::PodFromJson(j);
       },
-      [](const store::KeyValue& kv, const model::Pod&) { return kv.key; }, &decode_errors_);
+      [](const store::KeyValue& kv, const model::Pod&) { return kv.key; },
+      [this](const std::string& key, const model::Pod* old, const model::Pod* now) {
+        PodChanged(key, old, now);
+      },
+      &decode_errors_);
+  if (batch.resync) full_ = true;
   pods_synced_ = true;
   revision_ = std::max(revision_, batch.revision);
   dirty_ = true;
   cv_.notify_all();
 }
 
+void ServiceController::ServiceChanged(const std::string& key, const model::Service* old,
+                                       const model::Service* now) {
+  // Called with mu_ held.
+  if (old != nullptr && Selects(*old)) {
+    for (const auto& [label, value] : old->selector) {
+      auto it = selector_index_.find(IndexKey(old->meta.ns, label, value));
+      if (it == selector_index_.end()) continue;
+      it->second.erase(key);
+      if (it->second.empty()) selector_index_.erase(it);
+    }
+  }
+  if (now != nullptr && Selects(*now)) {
+    for (const auto& [label, value] : now->selector) {
+      selector_index_[IndexKey(now->meta.ns, label, value)].insert(key);
+    }
+  }
+  dirty_endpoints_.insert(key);
+  changed_.insert(key);
+}
+
+void ServiceController::PodChanged(const std::string& store_key, const model::Pod* old,
+                                   const model::Pod* now) {
+  // Called with mu_ held.
+  if (old != nullptr) {
+    MarkSelecting(*old);
+    for (const auto& [label, value] : old->meta.labels) {
+      auto it = pod_label_index_.find(IndexKey(old->meta.ns, label, value));
+      if (it == pod_label_index_.end()) continue;
+      it->second.erase(store_key);
+      if (it->second.empty()) pod_label_index_.erase(it);
+    }
+  }
+  if (now != nullptr) {
+    MarkSelecting(*now);
+    for (const auto& [label, value] : now->meta.labels) {
+      pod_label_index_[IndexKey(now->meta.ns, label, value)].insert(store_key);
+    }
+  }
+}
+
+void ServiceController::MarkSelecting(const model::Pod& pod) {
+  // A service selects the pod only if every pair of its selector is one of the
+  // pod's labels, so each such service is indexed under one of those labels.
+  for (const auto& [label, value] : pod.meta.labels) {
+    auto it = selector_index_.find(IndexKey(pod.meta.ns, label, value));
+    if (it == selector_index_.end()) continue;
+    for (const std::string& key : it->second) {
+      auto svc = services_.find(key);
+      if (svc != services_.end() && model::SelectorMatches(svc->second.selector, pod.meta.labels)) {
+        dirty_endpoints_.insert(key);
+      }
+    }
+  }
+}
+
+model::EndpointSet ServiceController::Derive(const model::Service& service) const {
+  // Called with mu_ held. The candidates are the pods carrying the selector's
+  // rarest pair; DeriveEndpoints checks the others.
+  std::vector<const model::Pod*> candidates;
+  if (Selects(service)) {
+    const std::set<std::string>* rarest = nullptr;
+    for (const auto& [label, value] : service.selector) {
+      auto it = pod_label_index_.find(IndexKey(service.meta.ns, label, value));
+      if (it == pod_label_index_.end()) return model::DeriveEndpoints(service, {});
+      if (rarest == nullptr || it->second.size() < rarest->size()) rarest = &it->second;
+    }
+    for (const std::string& store_key : *rarest) {
+      auto pod = pods_.find(store_key);
+      if (pod != pods_.end()) candidates.push_back(&pod->second);
+    }
+  }
+  return model::DeriveEndpoints(service, candidates);
+}
+
 std::shared_ptr<const ServiceState> ServiceController::Build() {
   // Called with mu_ held.
+  for (const std::string& key : dirty_endpoints_) {
+    auto svc = services_.find(key);
+    if (svc == services_.end()) {
+      if (endpoints_.erase(key) > 0) changed_.insert(key);
+      continue;
+    }
+    model::EndpointSet set = Derive(svc->second);
+    auto [it, inserted] = endpoints_.try_emplace(key);
+    if (inserted || !(it->second == set)) {
+      it->second = std::move(set);
+      changed_.insert(key);
+    }
+  }
+  dirty_endpoints_.clear();
+
   auto state = std::make_shared<ServiceState>();
-  // A service selects pods of its own namespace only: group them once.
-  absl::flat_hash_map<std::string, std::vector<const model::Pod*>> pods_by_ns;
-  for (const auto& [k, p] : pods_) pods_by_ns[p.meta.ns].push_back(&p);
-  static const std::vector<const model::Pod*> kNone;
   state->services.reserve(services_.size());
+  state->endpoints.reserve(services_.size());
   for (const auto& [k, s] : services_) {
     state->services.push_back(s);
-    auto it = pods_by_ns.find(s.meta.ns);
-    state->endpoints[k] = model::DeriveEndpoints(s, it == pods_by_ns.end() ? kNone : it->second);
+    state->endpoints.emplace(k, endpoints_.at(k));
   }
+  state->changed.assign(changed_.begin(), changed_.end());
+  state->full = full_;
+  changed_.clear();
+  full_ = false;
   state->pods = pods_.size();
   state->revision = revision_;
   state->generation = ++generation_;

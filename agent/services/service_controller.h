@@ -6,6 +6,11 @@
 // Bursts of store events are coalesced: the first event of a burst arms a short
 // debounce (default 5 ms) and one snapshot is published when it fires, so a
 // change reaches subscribers within a few milliseconds of the store write.
+//
+// Endpoints are derived incrementally: services are indexed by the label pairs of
+// their selectors and pods by their labels, so a pod event recomputes only the
+// services that selected it before or select it now, and a service event only that
+// service; each snapshot names the services that changed (`changed`).
 #pragma once
 
 #include <condition_variable>
@@ -13,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,6 +42,12 @@ struct ServiceState {
   size_t pods = 0;
   store::Revision revision = 0;  // the newer of the two watches' revisions
   uint64_t generation = 0;       // 1 for the first published snapshot
+  // The keys of the services that were added, updated or removed, or whose
+  // endpoints changed, since the previous snapshot (sorted). When `full` is set
+  // (the first snapshot, and after a watch resync) consumers must treat every
+  // service as changed.
+  std::vector<std::string> changed;
+  bool full = true;
 };
 
 using ServiceStateCallback = std::function<void(std::shared_ptr<const ServiceState>)>;
@@ -62,9 +74,14 @@ class ServiceController {
  private:
   void OnServices(const store::WatchBatch& batch);
   void OnPods(const store::WatchBatch& batch);
-  void MarkDirty();
   void Loop();
   std::shared_ptr<const ServiceState> Build();
+  // Index maintenance; `old`/`now` may be null (added/removed).
+  void ServiceChanged(const std::string& key, const model::Service* old, const model::Service* now);
+  void PodChanged(const std::string& store_key, const model::Pod* old, const model::Pod* now);
+  // Marks the services whose selector matches `pod` for recomputation.
+  void MarkSelecting(const model::Pod& pod);
+  model::EndpointSet Derive(const model::Service& service) const;
 
   store::Store* store_;
   ServiceControllerOptions options_;
@@ -77,6 +94,15 @@ class ServiceController {
   // Store key -> key in the maps above.
   std::map<std::string, std::string> service_keys_;
   std::map<std::string, std::string> pod_keys_;
+  // Derived endpoints by service key, and what the next Build() must recompute.
+  std::map<std::string, model::EndpointSet> endpoints_;
+  std::set<std::string> dirty_endpoints_;
+  std::set<std::string> changed_;
+  bool full_ = true;
+  // "<ns>\n<label>=<value>" -> service keys whose selector has that pair.
+  absl::flat_hash_map<std::string, std::set<std::string>> selector_index_;
+  // "<ns>\n<label>=<value>" -> store keys of the pods carrying that label.
+  absl::flat_hash_map<std::string, std::set<std::string>> pod_label_index_;
   bool services_synced_ = false;
   bool pods_synced_ = false;
   bool dirty_ = false;

@@ -3,9 +3,7 @@
 // a "pod" namespace whose resolv.conf names loomd's node-local address. Services go
 // in through `loomctl apply`, pods straight into the store (etcdctl), and real
 // clients (dig, kdig, getent) ask. Never the machine's resolver.
-#include <arpa/inet.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,11 +18,11 @@
 #include "common/model/objects.h"
 #include "common/net/netns.h"
 #include "common/strings.h"
-#include "dns/wire.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/cluster.h"
 #include "tests/testing/command.h"
+#include "tests/testing/dns_client.h"
 #include "tests/testing/knot_server.h"
 #include "tests/testing/privileged.h"
 #include "tests/testing/status_matchers.h"
@@ -401,63 +399,9 @@ TEST_F(DnsTest, ForwardingCachesCountsDownServesStaleAndRecovers) {
                       [](const std::string& out) { return out == "192.0.2.12\n"; }));
 }
 
-// Raw UDP queries from a socket inside the node's namespace, in a tight loop.
-class RawClient {
- public:
-  explicit RawClient(const std::string& netns) {
-    auto ns = net::NetnsFd::OpenNamed(netns);
-    EXPECT_TRUE(ns.ok());
-    if (!ns.ok()) return;
-    EXPECT_OK(net::RunInNetns(*ns, [this]() -> absl::Status {
-      fd_ = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      return fd_ >= 0 ? absl::OkStatus() : absl::InternalError("socket");
-    }));
-    timeval tv{0, 50 * 1000};
-    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  }
-  ~RawClient() {
-    if (fd_ >= 0) close(fd_);
-  }
-
-  // The A records of `name` (empty on NXDOMAIN or no answer).
-  std::vector<std::string> A(const std::string& name) {
-    std::vector<uint8_t> q(512);
-    dns::MessageWriter w(q.data(), q.size());
-    dns::Header h;
-    h.id = ++id_;
-    h.set_rd(true);
-    w.SetHeader(h);
-    w.AddQuestion(*dns::Name::FromText(name), dns::type::kA, dns::kClassIn);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(53);
-    inet_pton(AF_INET, kDnsIp, &sa.sin_addr);
-    sendto(fd_, q.data(), w.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    uint8_t buf[4096];
-    std::vector<std::string> out;
-    while (true) {
-      ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return out;
-      auto m = dns::DecodeMessage(buf, static_cast<size_t>(n));
-      if (!m.ok() || m->header.id != id_) continue;  // a late answer to an earlier query
-      for (const dns::ResourceRecord& rr : m->answers) {
-        if (rr.rtype != dns::type::kA || rr.rdata.size() != 4) continue;
-        char text[INET_ADDRSTRLEN];
-        inet_ntop(AF_INET, rr.rdata.data(), text, sizeof text);
-        out.push_back(text);
-      }
-      return out;
-    }
-  }
-
- private:
-  int fd_ = -1;
-  uint16_t id_ = 0;
-};
-
 TEST_F(DnsTest, ChangesShowInAnswersWithin100msOfTheStoreWrite) {
   ApplyServices();
-  RawClient client(node().netns);
+  testing::DnsClient client(node().netns, kDnsIp);
   // Polls until `want` holds; returns the milliseconds taken (or 5000).
   auto time_until = [&](absl::Time since, const std::string& name,
                         const std::function<bool(const std::vector<std::string>&)>& want) {

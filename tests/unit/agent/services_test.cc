@@ -3,9 +3,13 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <random>
+#include <set>
 
 #include "agent/services/service_controller.h"
 #include "agent/services/service_registry.h"
+#include "common/model/endpoints.h"
+#include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -273,6 +277,148 @@ TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
   services(store::WatchBatch{
       false, {}, {{store::Event::Type::kDelete, {ServiceKey("default", "b"), "", 0, 10, 0, 0}}}, 10});
   ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 1; }));
+  controller.Stop();
+}
+
+// The incremental derivation must always equal deriving everything from scratch,
+// and `changed` must name exactly the services that differ from the last snapshot.
+TEST(ServiceControllerTest, IncrementalEndpointsMatchAFullDerivation) {
+  ScriptedStore store;
+  ServiceController controller(&store, {absl::Milliseconds(1)});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::shared_ptr<const ServiceState>> states;
+  controller.Subscribe([&](std::shared_ptr<const ServiceState> s) {
+    std::lock_guard<std::mutex> lock(mu);
+    states.push_back(std::move(s));
+    cv.notify_all();
+  });
+  ASSERT_OK(controller.Start());
+  auto& on_services = store.callbacks.at(std::string(kServicesPrefix));
+  auto& on_pods = store.callbacks.at(std::string(kPodsPrefix));
+
+  std::mt19937 rng(7);
+  auto pick = [&](int n) { return static_cast<int>(rng() % n); };
+  const std::vector<std::string> namespaces = {"default", "other"};
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {"app", "web"}, {"app", "api"}, {"tier", "front"}, {"tier", "back"}, {"track", "canary"}};
+  std::map<std::string, model::Service> services;  // by store key
+  std::map<std::string, model::Pod> pods;           // by store key
+  auto random_service = [&](int i) {
+    model::Service s;
+    s.meta.name = StrCat("s", i);
+    s.meta.ns = namespaces[pick(2)];
+    s.type = pick(8) == 0 ? model::ServiceType::kExternalName : model::ServiceType::kHeadless;
+    if (s.type == model::ServiceType::kExternalName) {
+      s.external_name = "example.org";
+      return s;
+    }
+    int n = pick(3);  // 0: no selector
+    for (int j = 0; j < n; ++j) s.selector.insert(pairs[pick(pairs.size())]);
+    s.ports = {{"http", 80, static_cast<uint16_t>(8000 + pick(3)), "", model::Protocol::kTcp, 0}};
+    return s;
+  };
+  auto random_pod = [&](int i) {
+    model::Pod p;
+    p.meta.name = StrCat("p", i);
+    p.meta.ns = namespaces[pick(2)];
+    int n = pick(4);
+    for (int j = 0; j < n; ++j) p.meta.labels.insert(pairs[pick(pairs.size())]);
+    p.id = StrCat("c", i);
+    p.node = "n1";
+    p.ips = {StrCat("10.244.0.", i + 1)};
+    p.ready = pick(3) != 0;
+    return p;
+  };
+  auto service_kv = [](const std::string& key, const model::Service& s, int64_t rev) {
+    return store::KeyValue{key, StoredService{s, ""}.ToJson().dump(), rev, rev, 1, 0};
+  };
+  auto pod_kv = [](const std::string& key, const model::Pod& p, int64_t rev) {
+    return store::KeyValue{key, model::PodToJson(p).dump(), rev, rev, 1, 0};
+  };
+
+  int64_t rev = 1;
+  on_services(store::WatchBatch{true, {}, {}, rev});
+  on_pods(store::WatchBatch{true, {}, {}, rev});
+  std::shared_ptr<const ServiceState> previous;
+  for (int step = 0; step < 300; ++step) {
+    ++rev;
+    int what = pick(10);
+    if (what < 3) {  // put a service (new or replaced)
+      model::Service s = random_service(pick(12));
+      std::string key = ServiceKey(s.meta.ns, s.meta.name);
+      services[key] = s;
+      on_services(store::WatchBatch{false, {}, {{store::Event::Type::kPut, service_kv(key, s, rev)}}, rev});
+    } else if (what < 4 && !services.empty()) {  // delete a service
+      auto it = std::next(services.begin(), pick(services.size()));
+      on_services(store::WatchBatch{
+          false, {}, {{store::Event::Type::kDelete, {it->first, "", 0, rev, 0, 0}}}, rev});
+      services.erase(it);
+    } else if (what < 8) {  // put a pod
+      int i = pick(20);
+      model::Pod p = random_pod(i);
+      std::string key = StrCat("/loom/pods/n1/c", i);
+      pods[key] = p;
+      on_pods(store::WatchBatch{false, {}, {{store::Event::Type::kPut, pod_kv(key, p, rev)}}, rev});
+    } else if (what < 9 && !pods.empty()) {  // delete a pod
+      auto it = std::next(pods.begin(), pick(pods.size()));
+      on_pods(store::WatchBatch{
+          false, {}, {{store::Event::Type::kDelete, {it->first, "", 0, rev, 0, 0}}}, rev});
+      pods.erase(it);
+    } else {  // a resync of the pods with one changed and one dropped
+      if (!pods.empty()) pods.erase(std::next(pods.begin(), pick(pods.size())));
+      int i = pick(20);
+      pods[StrCat("/loom/pods/n1/c", i)] = random_pod(i);
+      std::vector<store::KeyValue> snapshot;
+      for (const auto& [k, p] : pods) snapshot.push_back(pod_kv(k, p, rev));
+      on_pods(store::WatchBatch{true, snapshot, {}, rev});
+    }
+    std::shared_ptr<const ServiceState> state;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] {
+        return !states.empty() && states.back()->revision == rev;
+      })) << "step " << step;
+      state = states.back();
+    }
+    // Everything from scratch.
+    std::vector<const model::Pod*> all;
+    for (const auto& [k, p] : pods) all.push_back(&p);
+    ASSERT_EQ(state->services.size(), services.size()) << "step " << step;
+    for (const auto& [k, s] : services) {
+      ASSERT_TRUE(state->endpoints.contains(s.meta.Key()));
+      EXPECT_EQ(state->endpoints.at(s.meta.Key()), model::DeriveEndpoints(s, all))
+          << "step " << step << " service " << s.meta.Key();
+    }
+    // `changed` against the previous snapshot seen (states in between are folded in).
+    if (previous && !state->full) {
+      std::set<std::string> differ;
+      std::map<std::string, const model::Service*> before, after;
+      for (const auto& s : previous->services) before[s.meta.Key()] = &s;
+      for (const auto& s : state->services) after[s.meta.Key()] = &s;
+      for (const auto& [k, s] : before) {
+        if (!after.contains(k) || !(*after[k] == *s) ||
+            !(previous->endpoints.at(k) == state->endpoints.at(k))) {
+          differ.insert(k);
+        }
+      }
+      for (const auto& [k, s] : after) {
+        if (!before.contains(k)) differ.insert(k);
+      }
+      std::set<std::string> reported;
+      {
+        // Union of the `changed` of every snapshot after `previous`.
+        std::lock_guard<std::mutex> lock(mu);
+        bool after_previous = false;
+        for (const auto& st : states) {
+          if (after_previous) reported.insert(st->changed.begin(), st->changed.end());
+          if (st == previous) after_previous = true;
+        }
+      }
+      for (const std::string& k : differ) EXPECT_TRUE(reported.contains(k)) << "step " << step << " " << k;
+    }
+    previous = state;
+  }
   controller.Stop();
 }
 
