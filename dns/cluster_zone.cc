@@ -2,27 +2,49 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bitset>
 #include <ctime>
+#include <map>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/status.h"
 #include "common/strings.h"
 
 namespace loom::dns {
+
+// The names of the services whose keys hash here, and the PTR records each of
+// those services contributes (so that an update knows which reverse shards a
+// changed service touched before).
+struct ClusterZone::ForwardShard {
+  absl::flat_hash_map<std::string, ZoneEntry> names;  // by lower-cased wire form
+  absl::flat_hash_map<std::string, std::vector<std::pair<uint32_t, NamePtr>>> ptrs;
+  // Namespaces with at least one name here, and how many services hold names there.
+  absl::flat_hash_map<std::string, int> namespaces;
+};
+
+// PTR entries of the addresses that hash here (host byte order).
+struct ClusterZone::ReverseShard {
+  absl::flat_hash_map<uint32_t, ZoneEntry> ips;
+};
+
 namespace {
 
 std::atomic<uint32_t> g_serial{static_cast<uint32_t>(std::time(nullptr))};
 
-bool ParseIpv4(const std::string& text, std::array<uint8_t, 4>* out) {
+using Shards = std::bitset<ClusterZone::kShards>;
+
+bool ParseIpv4(const std::string& text, uint32_t* out) {
   in_addr a;
   if (inet_pton(AF_INET, text.c_str(), &a) != 1) return false;
-  std::memcpy(out->data(), &a.s_addr, 4);
+  *out = ntohl(a.s_addr);
   return true;
 }
 
-Name ReverseName(const std::array<uint8_t, 4>& ip) {
-  auto n = Name::FromText(StrCat(ip[3], ".", ip[2], ".", ip[1], ".", ip[0], ".in-addr.arpa"));
-  return *n;  // always valid
+std::array<uint8_t, 4> Octets(uint32_t ip) {
+  return {static_cast<uint8_t>(ip >> 24), static_cast<uint8_t>(ip >> 16),
+          static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)};
 }
 
 std::string DashedIp(const std::string& ip) {
@@ -56,49 +78,64 @@ std::string Key(const Name& n) {
   return std::string(reinterpret_cast<const char*>(lower.wire()), lower.wire_size());
 }
 
-}  // namespace
-
-ZoneEntry& ClusterZone::At(const Name& name) {
-  auto [it, inserted] = names_.try_emplace(Key(name));
-  if (inserted) {
-    // Every ancestor inside the zone exists too (empty non-terminals).
-    const Name& apex = name.IsSubdomainOf(origin_) ? origin_ : reverse_origin_;
-    std::optional<Name> up = Parent(name);
-    while (up && up->IsSubdomainOf(apex)) {
-      if (!names_.try_emplace(Key(*up)).second) break;
-      up = Parent(*up);
+// FNV-1a over the lower-cased service name and namespace: the same for the
+// labels of a query as for the service object.
+int ShardOf(std::string_view name, std::string_view ns) {
+  uint32_t h = 2166136261u;
+  auto mix = [&h](std::string_view s) {
+    for (char c : s) {
+      h ^= static_cast<uint8_t>((c >= 'A' && c <= 'Z') ? c + 32 : c);
+      h *= 16777619u;
     }
-    it = names_.find(Key(name));
-  }
-  return it->second;
+  };
+  mix(name);
+  h ^= 0xff;  // never part of a label
+  h *= 16777619u;
+  mix(ns);
+  return static_cast<int>(h % ClusterZone::kShards);
 }
 
-absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
-    const ZoneOptions& options, const std::vector<model::Service>& services,
-    const absl::flat_hash_map<std::string, model::EndpointSet>& endpoints) {
-  std::shared_ptr<ClusterZone> zone(new ClusterZone());
-  ASSIGN_OR_RETURN(Name origin, Name::FromText(options.domain));
-  zone->origin_ = origin.Lowered();
-  zone->reverse_origin_ = *Name::FromText("in-addr.arpa");
-  zone->mname_ = *Name::FromText(StrCat("ns.dns.", options.domain));
-  zone->rname_ = *Name::FromText(StrCat("hostmaster.", options.domain));
-  zone->ttl_ = options.ttl;
-  zone->serial_ = g_serial.fetch_add(1);
-  zone->names_.reserve(services.size() * 3 + 8);
-  zone->names_.try_emplace(Key(zone->origin_));
-  zone->names_.try_emplace(Key(zone->reverse_origin_));
+int ShardOfKey(std::string_view key) {  // "ns/name"
+  size_t slash = key.find('/');
+  if (slash == std::string_view::npos) return ShardOf(key, "");
+  return ShardOf(key.substr(slash + 1), key.substr(0, slash));
+}
 
-  ZoneEntry& version = zone->At(*Name::FromText(StrCat("dns-version.", options.domain)));
-  version.txt = "1.1.0";
-  version.has_txt = true;
+int ShardOfIp(uint32_t ip) { return static_cast<int>((ip * 2654435761u) >> 24); }
 
-  static const model::EndpointSet kNoEndpoints;
-  for (const model::Service& svc : services) {
-    auto parsed = Name::FromText(StrCat(svc.meta.name, ".", svc.meta.ns, ".svc.", options.domain));
+// A label of decimal digits 0..255 without leading zeros.
+bool ParseOctet(std::string_view label, uint32_t* out) {
+  if (label.empty() || label.size() > 3 || (label.size() > 1 && label[0] == '0')) return false;
+  uint32_t v = 0;
+  for (char c : label) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (v > 255) return false;
+  *out = v;
+  return true;
+}
+
+Name ReverseName(uint32_t ip, int octets) {
+  std::array<uint8_t, 4> o = Octets(ip);
+  std::string text;
+  for (int i = octets - 1; i >= 0; --i) StrAppend(&text, o[i], ".");
+  return *Name::FromText(StrCat(text, "in-addr.arpa"));  // always valid
+}
+
+// Adds one service's names to its shard.
+class ShardWriter {
+ public:
+  ShardWriter(ClusterZone::ForwardShard* shard, const std::string& domain)
+      : shard_(shard), domain_(domain) {}
+
+  absl::Status Add(const model::Service& svc, const model::EndpointSet& eps) {
+    auto parsed = Name::FromText(StrCat(svc.meta.name, ".", svc.meta.ns, ".svc.", domain_));
     if (!parsed.ok()) return Annotate(parsed.status(), svc.meta.Key());
     NamePtr svc_name = std::make_shared<const Name>(*parsed);
-    auto ep_it = endpoints.find(svc.meta.Key());
-    const model::EndpointSet& eps = ep_it == endpoints.end() ? kNoEndpoints : ep_it->second;
+    svc_name_ = svc_name.get();
+    added_ = false;
+    std::vector<std::pair<uint32_t, NamePtr>> ptrs;
 
     // Named ports give SRV records at _<port>._<proto>.<service name>.
     auto srv_name = [&](const model::ServicePort& port) {
@@ -107,35 +144,34 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
       n.Prepend(StrCat("_", port.name));
       return n;
     };
-
     switch (svc.type) {
       case model::ServiceType::kClusterIP:
       case model::ServiceType::kNodePort: {
-        std::array<uint8_t, 4> ip;
+        uint32_t ip;
         if (svc.cluster_ip.empty() || !ParseIpv4(svc.cluster_ip, &ip)) break;  // not allocated yet
-        zone->At(*svc_name).a.push_back(ip);
-        zone->At(ReverseName(ip)).ptr = svc_name;
+        At(*svc_name).a.push_back(Octets(ip));
+        ptrs.emplace_back(ip, svc_name);
         for (const model::ServicePort& port : svc.ports) {
           if (port.name.empty()) continue;
-          zone->At(srv_name(port)).srv.push_back({0, 100, port.port, svc_name});
+          At(srv_name(port)).srv.push_back({0, 100, port.port, svc_name});
         }
         break;
       }
       case model::ServiceType::kHeadless: {
         for (const model::Endpoint& ep : eps.endpoints) {
-          std::array<uint8_t, 4> ip;
+          uint32_t ip;
           if (!ep.ready || !ParseIpv4(ep.ip, &ip)) continue;
           Name host_name = *svc_name;
           if (!host_name.Prepend(ep.hostname.empty() ? DashedIp(ep.ip) : ep.hostname)) continue;
           NamePtr host = std::make_shared<const Name>(host_name);
-          zone->At(*svc_name).a.push_back(ip);
-          zone->At(*host).a.push_back(ip);
-          zone->At(ReverseName(ip)).ptr = host;
+          At(*svc_name).a.push_back(Octets(ip));
+          At(*host).a.push_back(Octets(ip));
+          ptrs.emplace_back(ip, host);
           for (size_t i = 0; i < svc.ports.size(); ++i) {
             const model::ServicePort& port = svc.ports[i];
             uint16_t target = i < ep.ports.size() ? ep.ports[i] : 0;
             if (port.name.empty() || target == 0) continue;
-            zone->At(srv_name(port)).srv.push_back({0, 0, target, host});
+            At(srv_name(port)).srv.push_back({0, 0, target, host});
           }
         }
         break;
@@ -143,17 +179,185 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
       case model::ServiceType::kExternalName: {
         auto target = Name::FromText(svc.external_name);
         if (!target.ok()) return Annotate(target.status(), svc.meta.Key());
-        zone->At(*svc_name).cname = std::make_shared<const Name>(*target);
+        At(*svc_name).cname = std::make_shared<const Name>(*target);
         break;
       }
     }
+    if (added_) ++shard_->namespaces[svc.meta.ns];
+    if (!ptrs.empty()) shard_->ptrs[svc.meta.Key()] = std::move(ptrs);
+    return absl::OkStatus();
   }
-  // SRV weights split 100 between the records of a name, as CoreDNS does.
-  for (auto& [name, entry] : zone->names_) {
-    if (entry.srv.empty()) continue;
-    uint16_t weight = static_cast<uint16_t>(std::max<size_t>(1, 100 / entry.srv.size()));
-    for (SrvRecord& r : entry.srv) r.weight = weight;
+
+ private:
+  // The entry at `name`, created with its ancestors up to the service's name (the
+  // empty non-terminals of SRV names).
+  ZoneEntry& At(const Name& name) {
+    added_ = true;
+    auto [it, inserted] = shard_->names.try_emplace(Key(name));
+    if (inserted) {
+      std::optional<Name> up = Parent(name);
+      while (up && up->IsSubdomainOf(*svc_name_)) {
+        if (!shard_->names.try_emplace(Key(*up)).second) break;
+        up = Parent(*up);
+      }
+      it = shard_->names.find(Key(name));
+    }
+    return it->second;
   }
+
+  ClusterZone::ForwardShard* shard_;
+  const std::string& domain_;
+  const Name* svc_name_ = nullptr;
+  bool added_ = false;
+};
+
+void AppendEntry(const std::string& owner, const ZoneEntry& e, std::vector<std::string>* out) {
+  size_t before = out->size();
+  for (const auto& a : e.a) out->push_back(StrCat(owner, " A ", a[0], ".", a[1], ".", a[2], ".", a[3]));
+  for (const SrvRecord& r : e.srv) {
+    out->push_back(StrCat(owner, " SRV ", r.priority, " ", r.weight, " ", r.port, " ",
+                          r.target->ToText()));
+  }
+  if (e.cname) out->push_back(StrCat(owner, " CNAME ", e.cname->ToText()));
+  if (e.ptr) out->push_back(StrCat(owner, " PTR ", e.ptr->ToText()));
+  if (e.has_txt) out->push_back(StrCat(owner, " TXT \"", e.txt, "\""));
+  if (out->size() == before) out->push_back(StrCat(owner, " -"));
+}
+
+std::string KeyText(const std::string& key) {
+  Name n;
+  Name::FromWire(reinterpret_cast<const uint8_t*>(key.data()), key.size(), &n);
+  return n.ToText();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
+    const ZoneOptions& options, const std::vector<model::Service>& services,
+    const EndpointMap& endpoints) {
+  return Update(nullptr, options, services, endpoints, {});
+}
+
+absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
+    const std::shared_ptr<const ClusterZone>& previous, const ZoneOptions& options,
+    const std::vector<model::Service>& services, const EndpointMap& endpoints,
+    const std::vector<std::string>& changed) {
+  std::shared_ptr<ClusterZone> zone(new ClusterZone());
+  const bool full = previous == nullptr || !(previous->options_ == options);
+  if (full) {
+    ASSIGN_OR_RETURN(Name origin, Name::FromText(options.domain));
+    zone->origin_ = origin.Lowered();
+    zone->reverse_origin_ = *Name::FromText("in-addr.arpa");
+    zone->mname_ = *Name::FromText(StrCat("ns.dns.", options.domain));
+    zone->rname_ = *Name::FromText(StrCat("hostmaster.", options.domain));
+  } else {
+    zone->origin_ = previous->origin_;
+    zone->reverse_origin_ = previous->reverse_origin_;
+    zone->mname_ = previous->mname_;
+    zone->rname_ = previous->rname_;
+    zone->forward_ = previous->forward_;
+    zone->reverse_ = previous->reverse_;
+  }
+  zone->options_ = options;
+  zone->serial_ = g_serial.fetch_add(1);
+
+  // Which shards to rebuild: the forward shards of the changed services, and the
+  // reverse shards of the addresses they had (from the previous snapshot) and have.
+  Shards dirty_forward, dirty_reverse;
+  if (full) {
+    dirty_forward.set();
+    dirty_reverse.set();
+  } else {
+    for (const std::string& key : changed) {
+      int f = ShardOfKey(key);
+      dirty_forward.set(f);
+      const ForwardShard* old = previous->forward_[f].get();
+      auto it = old->ptrs.find(key);
+      if (it == old->ptrs.end()) continue;
+      for (const auto& [ip, target] : it->second) dirty_reverse.set(ShardOfIp(ip));
+    }
+  }
+
+  std::array<std::shared_ptr<ForwardShard>, kShards> fresh;
+  for (int i = 0; i < kShards; ++i) {
+    if (dirty_forward.test(i)) fresh[i] = std::make_shared<ForwardShard>();
+  }
+  static const model::EndpointSet kNoEndpoints;
+  for (const model::Service& svc : services) {
+    int f = ShardOf(svc.meta.name, svc.meta.ns);
+    if (!fresh[f]) continue;
+    auto ep = endpoints.find(svc.meta.Key());
+    ShardWriter writer(fresh[f].get(), options.domain);
+    RETURN_IF_ERROR(writer.Add(svc, ep == endpoints.end() ? kNoEndpoints : ep->second));
+  }
+  for (int i = 0; i < kShards; ++i) {
+    if (!fresh[i]) continue;
+    // SRV weights split 100 between the records of a name, as CoreDNS does.
+    for (auto& [name, entry] : fresh[i]->names) {
+      if (entry.srv.empty()) continue;
+      uint16_t weight = static_cast<uint16_t>(std::max<size_t>(1, 100 / entry.srv.size()));
+      for (SrvRecord& r : entry.srv) r.weight = weight;
+    }
+    zone->forward_[i] = fresh[i];
+  }
+  for (const std::string& key : changed) {
+    auto it = zone->forward_[ShardOfKey(key)]->ptrs.find(key);
+    if (it == zone->forward_[ShardOfKey(key)]->ptrs.end()) continue;
+    for (const auto& [ip, target] : it->second) dirty_reverse.set(ShardOfIp(ip));
+  }
+
+  // Reverse shards: every PTR of an address there; when several services claim one
+  // address, the service whose key sorts first names it.
+  std::array<std::shared_ptr<ReverseShard>, kShards> fresh_reverse;
+  std::array<absl::flat_hash_map<uint32_t, const std::string*>, kShards> owners;
+  for (int i = 0; i < kShards; ++i) {
+    if (dirty_reverse.test(i)) fresh_reverse[i] = std::make_shared<ReverseShard>();
+  }
+  for (const auto& shard : zone->forward_) {
+    for (const auto& [key, records] : shard->ptrs) {
+      for (const auto& [ip, target] : records) {
+        int r = ShardOfIp(ip);
+        if (!fresh_reverse[r]) continue;
+        auto [owner, inserted] = owners[r].try_emplace(ip, &key);
+        if (!inserted && key > *owner->second) continue;
+        owner->second = &key;
+        fresh_reverse[r]->ips[ip].ptr = target;
+      }
+    }
+  }
+  for (int i = 0; i < kShards; ++i) {
+    if (fresh_reverse[i]) zone->reverse_[i] = fresh_reverse[i];
+  }
+
+  // The top: apex, dns-version, svc, namespaces, reverse prefixes.
+  zone->top_.try_emplace(Key(zone->origin_));
+  zone->top_.try_emplace(Key(zone->reverse_origin_));
+  ZoneEntry& version = zone->top_[Key(*Name::FromText(StrCat("dns-version.", options.domain)))];
+  version.txt = "1.1.0";
+  version.has_txt = true;
+  absl::flat_hash_set<std::string> namespaces;
+  size_t names = 0;
+  for (const auto& shard : zone->forward_) {
+    names += shard->names.size();
+    for (const auto& [ns, count] : shard->namespaces) namespaces.insert(ns);
+  }
+  if (!namespaces.empty()) zone->top_.try_emplace(Key(*Name::FromText(StrCat("svc.", options.domain))));
+  for (const std::string& ns : namespaces) {
+    ASSIGN_OR_RETURN(Name n, Name::FromText(StrCat(ns, ".svc.", options.domain)));
+    zone->top_.try_emplace(Key(n));
+  }
+  absl::flat_hash_set<uint32_t> prefixes;  // /24s holding addresses
+  for (const auto& shard : zone->reverse_) {
+    names += shard->ips.size();
+    for (const auto& [ip, entry] : shard->ips) prefixes.insert(ip & 0xFFFFFF00u);
+  }
+  for (uint32_t p : prefixes) {
+    for (int octets = 3; octets >= 1; --octets) {
+      if (!zone->top_.try_emplace(Key(ReverseName(p, octets))).second) break;
+    }
+  }
+  zone->name_count_ = names + zone->top_.size();
+  zone->rebuilt_shards_ = static_cast<int>(dirty_forward.count() + dirty_reverse.count());
   return std::shared_ptr<const ClusterZone>(std::move(zone));
 }
 
@@ -165,13 +369,54 @@ bool ClusterZone::Covers(const Name& name) const {
 }
 
 const ZoneEntry* ClusterZone::Find(const Name& name) const {
-  uint8_t lower[kMaxNameWire];
-  const uint8_t* w = name.wire();
-  for (size_t i = 0; i < name.wire_size(); ++i) {
-    lower[i] = (w[i] >= 'A' && w[i] <= 'Z') ? static_cast<uint8_t>(w[i] + 32) : w[i];
+  Name lower = name.Lowered();
+  const ZoneEntry* entry = nullptr;
+  if (lower.IsSubdomainOf(origin_)) {
+    entry = FindForward(lower);
+  } else if (lower.IsSubdomainOf(reverse_origin_)) {
+    entry = FindReverse(lower);
   }
-  auto it = names_.find(absl::string_view(reinterpret_cast<const char*>(lower), name.wire_size()));
-  return it == names_.end() ? nullptr : &it->second;
+  if (entry != nullptr) return entry;
+  auto it = top_.find(absl::string_view(reinterpret_cast<const char*>(lower.wire()), lower.wire_size()));
+  return it == top_.end() ? nullptr : &it->second;
+}
+
+const ZoneEntry* ClusterZone::FindForward(const Name& lower) const {
+  std::string_view labels[kMaxNameWire / 2];
+  int n = lower.LabelsBefore(origin_, labels, kMaxNameWire / 2);
+  // <...>.<service>.<namespace>.svc.<origin>
+  if (n < 3 || labels[n - 1] != "svc") return nullptr;
+  const ForwardShard& shard = *forward_[ShardOf(labels[n - 3], labels[n - 2])];
+  auto it = shard.names.find(
+      absl::string_view(reinterpret_cast<const char*>(lower.wire()), lower.wire_size()));
+  return it == shard.names.end() ? nullptr : &it->second;
+}
+
+const ZoneEntry* ClusterZone::FindReverse(const Name& lower) const {
+  std::string_view labels[5];
+  if (lower.LabelsBefore(reverse_origin_, labels, 5) != 4) return nullptr;
+  uint32_t ip = 0;
+  for (int i = 3; i >= 0; --i) {
+    uint32_t octet;
+    if (!ParseOctet(labels[i], &octet)) return nullptr;
+    ip = ip << 8 | octet;
+  }
+  const ReverseShard& shard = *reverse_[ShardOfIp(ip)];
+  auto it = shard.ips.find(ip);
+  return it == shard.ips.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> ClusterZone::Dump() const {
+  std::vector<std::string> out;
+  for (const auto& [key, entry] : top_) AppendEntry(KeyText(key), entry, &out);
+  for (const auto& shard : forward_) {
+    for (const auto& [key, entry] : shard->names) AppendEntry(KeyText(key), entry, &out);
+  }
+  for (const auto& shard : reverse_) {
+    for (const auto& [ip, entry] : shard->ips) AppendEntry(ReverseName(ip, 4).ToText(), entry, &out);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace loom::dns

@@ -140,9 +140,13 @@ void NodeDns::Stop() {
 void NodeDns::OnState(std::shared_ptr<const ServiceState> state) {
   auto t0 = std::chrono::steady_clock::now();
   dns::ZoneOptions zo{options_.domain, options_.ttl};
+  // Only the shards of what changed are rebuilt, from the zone of the previous
+  // state; after a failed build (or a resync) everything is.
   absl::StatusOr<std::shared_ptr<const dns::ClusterZone>> zone =
-      dns::ClusterZone::Build(zo, state->services, state->endpoints);
+      dns::ClusterZone::Update(state->full ? nullptr : last_zone_, zo, state->services,
+                               state->endpoints, state->changed);
   if (!zone.ok()) {
+    last_zone_.reset();
     zone_errors_.fetch_add(1);
     LOG_ERROR("cannot build the cluster zone; serving the previous one",
               {"error", zone.status().message()}, {"revision", state->revision});
@@ -152,6 +156,8 @@ void NodeDns::OnState(std::shared_ptr<const ServiceState> state) {
   }
   size_t names = (*zone)->name_count();
   uint32_t serial = (*zone)->serial();
+  int rebuilt = (*zone)->rebuilt_shards();
+  last_zone_ = *zone;
   zones_.Set(*std::move(zone));
   zone_updates_.fetch_add(1);
   {
@@ -163,7 +169,7 @@ void NodeDns::OnState(std::shared_ptr<const ServiceState> state) {
     last_zone_error_.clear();
   }
   LOG_DEBUG("cluster zone updated", {"services", state->services.size()}, {"names", names},
-            {"revision", state->revision},
+            {"revision", state->revision}, {"rebuilt_shards", rebuilt},
             {"build_us", std::chrono::duration_cast<std::chrono::microseconds>(
                              std::chrono::steady_clock::now() - t0)
                              .count()});

@@ -68,6 +68,9 @@ class NodeDns {
   NodeDnsOptions options_;
   metrics::Registry* metrics_;
   dns::ZoneHolder zones_;
+  // The zone built from the last state (OnState runs on the controller's thread
+  // only), the base of the next incremental update; null after a failed build.
+  std::shared_ptr<const dns::ClusterZone> last_zone_;
   std::unique_ptr<dns::Forwarder> forwarder_;
   std::unique_ptr<dns::DnsServer> server_;
   bool address_added_ = false;

@@ -1,6 +1,10 @@
 #include "dns/cluster_zone.h"
 #include "dns/zone_answer.h"
 
+#include <map>
+#include <random>
+
+#include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -240,6 +244,117 @@ TEST(ZoneTruncation, ManyEndpointsSetTcOverUdpAndFitOverTcp) {
   ASSERT_OK_AND_ASSIGN(Message tm, DecodeMessage(tcp.data(), tw.size()));
   EXPECT_FALSE(tm.header.tc());
   EXPECT_EQ(tm.answers.size(), 300u);
+}
+
+// Incremental updates must give exactly the zone a full build gives, whatever
+// changes: services added, removed, retyped, renumbered; endpoints coming, going,
+// turning ready or unready; two services claiming one address.
+TEST(ZoneUpdateTest, UpdatesEqualAFullBuild) {
+  std::mt19937 rng(11);
+  auto pick = [&](int n) { return static_cast<int>(rng() % n); };
+  std::map<std::string, model::Service> services;
+  EndpointMap endpoints;
+  auto random_service = [&](int i) {
+    model::Service s = Svc(StrCat("s", i), model::ServiceType::kClusterIP);
+    s.meta.ns = pick(2) == 0 ? "default" : "other";
+    switch (pick(4)) {
+      case 0:
+      case 1:
+        s.cluster_ip = StrCat("10.96.0.", 1 + pick(40));
+        s.ports = {{"http", 80, 8080, "", model::Protocol::kTcp, 0}};
+        break;
+      case 2:
+        s.type = model::ServiceType::kHeadless;
+        s.ports = {{"pg", 5432, 5432, "", model::Protocol::kTcp, 0}};
+        break;
+      default:
+        s.type = model::ServiceType::kExternalName;
+        s.external_name = "example.org";
+        s.selector.clear();
+    }
+    return s;
+  };
+  auto random_endpoints = [&]() {
+    model::EndpointSet set;
+    int n = pick(4);
+    for (int j = 0; j < n; ++j) {
+      set.endpoints.push_back(Ep(StrCat("10.244.", pick(3), ".", 1 + pick(30)), pick(3) != 0,
+                                 pick(2) == 0 ? StrCat("h", j) : "", {5432}));
+    }
+    return set;
+  };
+  auto vector_of = [&]() {
+    std::vector<model::Service> v;
+    for (const auto& [k, s] : services) v.push_back(s);
+    return v;
+  };
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> zone,
+                       ClusterZone::Build(ZoneOptions{}, {}, {}));
+  for (int step = 0; step < 400; ++step) {
+    std::vector<std::string> changed;
+    int edits = 1 + pick(3);
+    for (int e = 0; e < edits; ++e) {
+      int i = pick(30);
+      std::string name = StrCat("s", i);
+      // The service of that name, in whichever namespace it is.
+      std::string key;
+      for (const auto& [k, s] : services) {
+        if (s.meta.name == name) key = k;
+      }
+      int what = pick(4);
+      if (what == 0 && !key.empty()) {
+        services.erase(key);
+        endpoints.erase(key);
+        changed.push_back(key);
+      } else if (what == 1 && !key.empty()) {
+        endpoints[key] = random_endpoints();
+        changed.push_back(key);
+      } else {
+        if (!key.empty()) {
+          services.erase(key);
+          endpoints.erase(key);
+          changed.push_back(key);
+        }
+        model::Service s = random_service(i);
+        services[s.meta.Key()] = s;
+        endpoints[s.meta.Key()] = random_endpoints();
+        changed.push_back(s.meta.Key());
+      }
+    }
+    std::vector<model::Service> all = vector_of();
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> updated,
+                         ClusterZone::Update(zone, ZoneOptions{}, all, endpoints, changed));
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> built,
+                         ClusterZone::Build(ZoneOptions{}, all, endpoints));
+    ASSERT_EQ(updated->Dump(), built->Dump()) << "step " << step;
+    EXPECT_EQ(updated->name_count(), built->name_count());
+    zone = updated;
+  }
+}
+
+TEST(ZoneUpdateTest, OneChangeRebuildsOnlyItsShards) {
+  std::vector<model::Service> services;
+  for (int i = 0; i < 10000; ++i) {
+    services.push_back(Svc(StrCat("svc", i), model::ServiceType::kClusterIP,
+                           StrCat("10.96.", i / 250, ".", i % 250 + 1),
+                           {{"http", 80, 8080, "", model::Protocol::kTcp, 0}}));
+  }
+  ASSERT_OK_AND_ASSIGN(auto zone, ClusterZone::Build(ZoneOptions{}, services, {}));
+  EXPECT_EQ(zone->rebuilt_shards(), 2 * ClusterZone::kShards);
+  services.push_back(Svc("fresh", model::ServiceType::kClusterIP, "10.96.200.1"));
+  ASSERT_OK_AND_ASSIGN(auto next,
+                       ClusterZone::Update(zone, ZoneOptions{}, services, {}, {"default/fresh"}));
+  EXPECT_EQ(next->rebuilt_shards(), 2);  // its forward shard and its address's reverse shard
+  EXPECT_NE(next->Find(N("fresh.default.svc.cluster.local")), nullptr);
+  EXPECT_NE(next->Find(N("1.200.96.10.in-addr.arpa")), nullptr);
+  EXPECT_NE(next->Find(N("200.96.10.in-addr.arpa")), nullptr);  // a new reverse prefix
+  EXPECT_EQ(zone->Find(N("fresh.default.svc.cluster.local")), nullptr);  // the old one stands
+  EXPECT_NE(next->Find(N("svc9999.default.svc.cluster.local")), nullptr);
+  // Other options: a full build.
+  ASSERT_OK_AND_ASSIGN(auto other, ClusterZone::Update(next, ZoneOptions{"cluster.local", 30},
+                                                       services, {}, {}));
+  EXPECT_EQ(other->rebuilt_shards(), 2 * ClusterZone::kShards);
+  EXPECT_EQ(other->ttl(), 30u);
 }
 
 }  // namespace
