@@ -95,9 +95,11 @@ std::vector<ReplicaAction> PlanReplicas(const ReplicaPlanInput& in) {
   for (int o = 0; o < replicas && o < static_cast<int>(in.placement.size()); ++o) {
     if (in.placement[o] != in.self) continue;
     std::vector<const ReplicaObservation*> current, old;
+    bool exited_now = false;
     for (const ReplicaObservation* r : mine[o]) {
       if (!r->running) {
         remove(r, "exited");
+        exited_now = true;
       } else if (r->hash == in.hash) {
         current.push_back(r);
       } else {
@@ -107,16 +109,21 @@ std::vector<ReplicaAction> PlanReplicas(const ReplicaPlanInput& in) {
     keep_one(current, "duplicate");
     keep_one(old, "duplicate");
     auto start = [&](std::string reason) {
-      auto f = in.failures.find(o);
-      if (f != in.failures.end() && f->second.count > 0) {
-        absl::Time at = f->second.last + RestartBackoff(f->second.count, in.backoff_base,
-                                                        in.backoff_max);
+      // The first exit restarts at once; then the back-off doubles per failure.
+      OrdinalFailures f;
+      if (auto it = in.failures.find(o); it != in.failures.end()) f = it->second;
+      if (exited_now && f.count > 0) {
+        ++f.count;
+        f.last = in.now;
+      }
+      if (f.count > 0) {
+        absl::Time at = f.last + RestartBackoff(f.count, in.backoff_base, in.backoff_max);
         if (at > in.now) {
           waits.push_back({Type::kWait, o, "", "restart back-off", at});
           return;
         }
-        reason = "restart after failure";
       }
+      if (exited_now || f.count > 0) reason = "restart after failure";
       starts.push_back({Type::kStart, o, "", std::move(reason), {}});
     };
     if (current.empty() && old.empty()) {

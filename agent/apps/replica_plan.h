@@ -84,7 +84,8 @@ RolloutWindow ComputeRolloutWindow(const ReplicaPlanInput& in);
 // This node's actions, in order (removals of what must go first).
 std::vector<ReplicaAction> PlanReplicas(const ReplicaPlanInput& in);
 
-// The back-off before restarting an ordinal that failed `failures` times in a row.
+// The back-off before restarting an ordinal that failed `failures` times in a row
+// (base, 2 x base, 4 x base, ... up to max). A replica's first exit restarts at once.
 absl::Duration RestartBackoff(int failures, absl::Duration base, absl::Duration max);
 
 }  // namespace loom::agent
