@@ -120,6 +120,12 @@ absl::StatusOr<CniNetwork> ParseCniNetwork(std::string_view text, std::string_vi
   return net;
 }
 
+absl::StatusOr<CniNetwork> ParseAnyCniNetwork(std::string_view text, std::string_view source) {
+  absl::StatusOr<Json> j = ParseJson(text);
+  bool list = j.ok() && j->is_object() && j->contains("plugins");
+  return ParseCniNetwork(text, source, !list);
+}
+
 absl::StatusOr<std::vector<std::string>> CniConfFiles(const std::string& conf_dir) {
   DIR* dir = ::opendir(conf_dir.c_str());
   if (dir == nullptr) {
@@ -233,6 +239,7 @@ absl::StatusOr<std::string> CniInvoker::Exec(std::string_view type, std::string_
     if (::dup2(in_r.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) {
       ::_exit(127);
     }
+    ::close_range(3, ~0U, 0);
     ::execve(argv[0], argv, envp.data());
     ::_exit(127);
   }
@@ -468,8 +475,7 @@ absl::Status CniInvoker::Gc(const CniNetwork& net,
       continue;
     }
     // DEL with the config the attachment was made with, as libcni does.
-    absl::StatusOr<CniNetwork> old = ParseCniNetwork(a.config, a.path, false);
-    if (!old.ok()) old = ParseCniNetwork(a.config, a.path, true);
+    absl::StatusOr<CniNetwork> old = ParseAnyCniNetwork(a.config, a.path);
     const CniNetwork& with = old.ok() ? *old : net;
     CniRuntimeConf rt{a.container_id, a.netns, a.ifname, a.args, a.capability_args};
     absl::Status s = DelChain(with, rt, with.version >= cni::kVersion040 ? a.result : Json());

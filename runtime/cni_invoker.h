@@ -46,6 +46,8 @@ struct CniNetwork {
 // Errors are InvalidArgument naming `source` and the field.
 absl::StatusOr<CniNetwork> ParseCniNetwork(std::string_view text, std::string_view source,
                                            bool single);
+// A .conflist when the text has "plugins", else a single-plugin .conf (cached configs).
+absl::StatusOr<CniNetwork> ParseAnyCniNetwork(std::string_view text, std::string_view source);
 // The conf dir's files with extension .conf, .conflist or .json, sorted by name.
 absl::StatusOr<std::vector<std::string>> CniConfFiles(const std::string& conf_dir);
 // The first network of `conf_dir` (NotFound when the dir has no config file).

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <linux/close_range.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -362,6 +363,9 @@ absl::StatusOr<ContainerStatus> Supervisor::Run(const ContainerSpec& spec) {
           ::dup2(hi_log.get(), 2) < 0 || ::dup2(hi_report.get(), kShimReportFd) < 0) {
         ::_exit(127);
       }
+      // Nothing else of this process (listening sockets, its API socket...) may live on
+      // in the shim, which outlives it.
+      ::close_range(kShimReportFd + 1, ~0U, 0);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -553,6 +557,7 @@ absl::StatusOr<ExecResult> Supervisor::Exec(std::string_view id, const ExecSpec&
       if (::dup2(null_fd.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) {
         die("loom exec: cannot set up stdio\n");
       }
+      ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
       environ = envp.data();
       ::execvp(argv[0], argv.data());
       const char msg[] = "loom exec: command not found or not executable\n";
