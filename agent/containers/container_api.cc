@@ -66,12 +66,17 @@ class Gate {
 
 struct Routes {
   std::function<ContainerManager*()> manager;
+  std::function<std::string()> unavailable;
   Gate gate;
 
   // Runs `fn` with the manager, as a blocking call when `blocking`.
   http::Response With(bool blocking, const std::function<http::Response(ContainerManager&)>& fn) {
     ContainerManager* m = manager();
-    if (m == nullptr) return http::Response::Error(503, "containers are not started yet");
+    if (m == nullptr) {
+      std::string why = unavailable();
+      return http::Response::Error(503, why.empty() ? "containers are not started yet"
+                                                    : StrCat("containers unavailable: ", why));
+    }
     if (!blocking) return fn(*m);
     if (!gate.Enter()) {
       return http::Response::Error(
@@ -153,9 +158,11 @@ struct Routes {
 
 }  // namespace
 
-void RegisterContainerRoutes(http::Router& router, std::function<ContainerManager*()> manager) {
+void RegisterContainerRoutes(http::Router& router, std::function<ContainerManager*()> manager,
+                             std::function<std::string()> unavailable) {
   auto routes = std::make_shared<Routes>();
   routes->manager = std::move(manager);
+  routes->unavailable = std::move(unavailable);
   router.Handle("POST", "/v1/containers", [routes](const http::Request& req) {
     absl::StatusOr<Json> body = Body(req);
     if (!body.ok()) return FromStatus(body.status());

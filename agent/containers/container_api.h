@@ -23,7 +23,9 @@
 
 namespace loom::containers {
 
-// `manager` returns null until the containers are started (the routes answer 503).
-void RegisterContainerRoutes(http::Router& router, std::function<ContainerManager*()> manager);
+// `manager` returns null until the containers are started, or when they could not be
+// (the routes answer 503 with `unavailable()`'s reason).
+void RegisterContainerRoutes(http::Router& router, std::function<ContainerManager*()> manager,
+                             std::function<std::string()> unavailable);
 
 }  // namespace loom::containers

@@ -184,7 +184,12 @@ absl::Status Daemon::Start() {
                             ServiceController* c = live_controller_.load();
                             return c == nullptr ? nullptr : c->Current();
                           }});
-    containers::RegisterContainerRoutes(api_router, [this] { return live_containers_.load(); });
+    containers::RegisterContainerRoutes(
+        api_router, [this] { return live_containers_.load(); },
+        [this] {
+          absl::MutexLock lock(&containers_error_mu_);
+          return containers_error_;
+        });
     http::ServerOptions api_options;
     // Container calls may wait on CNI plugins that call back into this API.
     api_options.threads = 4;
@@ -232,7 +237,13 @@ absl::Status Daemon::Start() {
         store_.get(), overlay_ ? std::optional<net::Ipv4Prefix>(overlay_->pod_cidr())
                                : std::nullopt));
     RETURN_IF_ERROR(StartServicesAndDns());
-    RETURN_IF_ERROR(Annotate(StartContainers(), "containers"));
+    // Networking and DNS do not depend on the runtime: without it (no cgroups, say)
+    // loomd serves on and the container API says why it cannot.
+    if (absl::Status s = StartContainers(); !s.ok()) {
+      LOG_ERROR("containers unavailable", {"error", s});
+      absl::MutexLock lock(&containers_error_mu_);
+      containers_error_ = std::string(s.message());
+    }
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},

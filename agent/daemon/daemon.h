@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
 #include "agent/cni_api/cni_api.h"
@@ -97,6 +98,8 @@ class Daemon {
   std::atomic<NodeDns*> live_dns_{nullptr};
   std::unique_ptr<containers::ContainerManager> containers_;
   std::atomic<containers::ContainerManager*> live_containers_{nullptr};
+  absl::Mutex containers_error_mu_;
+  std::string containers_error_ ABSL_GUARDED_BY(containers_error_mu_);
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

@@ -330,7 +330,13 @@ TEST_F(SupervisorTest, ProcessesJoinTheCgroup2Folder) {
 }
 
 TEST_F(SupervisorTest, StopSendsTermThenReportsTheExitCode) {
-  ASSERT_OK(sup_->Run(Spec("term", {"sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"})).status());
+  ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Run(Spec("term", {"sh", "-c",
+      "trap 'exit 7' TERM; echo ready; while true; do sleep 0.1; done"})));
+  // A PID 1 ignores SIGTERM until its handler is installed: wait for that first.
+  absl::Time ready_by = absl::Now() + absl::Seconds(10);
+  while (Log(st).find("ready") == std::string::npos && absl::Now() < ready_by) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   absl::Time start = absl::Now();
   ASSERT_OK_AND_ASSIGN(ContainerStatus done, sup_->Stop("term", absl::Seconds(5)));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
