@@ -80,6 +80,16 @@ absl::StatusOr<CgroupDriver> CgroupDriver::Detect(std::string root, std::string 
   return CgroupDriver(1, root, parent);
 }
 
+absl::StatusOr<CgroupDriver> CgroupDriver::ForV2Folder(const CgroupDriver& v2,
+                                                       const std::string& folder) {
+  if (v2.version_ != 2 || folder.rfind(StrCat(v2.base_, "/"), 0) != 0 ||
+      folder.find("..") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        StrCat("cgroup2 folder '", folder, "' is not inside the cgroup2 mount ", v2.base_));
+  }
+  return CgroupDriver(2, v2.base_, folder.substr(v2.base_.size() + 1));
+}
+
 ContainerCgroup CgroupDriver::PathsFor(const std::string& id) const {
   ContainerCgroup cg;
   cg.version = version_;
@@ -98,12 +108,16 @@ absl::StatusOr<ContainerCgroup> CgroupDriver::Create(const std::string& id,
   ContainerCgroup cg = PathsFor(id);
   if (version_ == 2) {
     // Controllers must be enabled on every level above the container's cgroup.
-    std::string parent_dir = StrCat(base_, "/", parent_);
-    RETURN_IF_ERROR(MakeDirs(parent_dir));
-    for (const std::string& dir : {base_, parent_dir}) {
+    RETURN_IF_ERROR(MakeDirs(StrCat(base_, "/", parent_)));
+    std::string dir = base_;
+    for (absl::string_view part : absl::StrSplit(parent_, '/', absl::SkipEmpty())) {
       for (const char* c : {"+memory", "+pids", "+cpu"}) {
         (void)WriteSmallFile(StrCat(dir, "/cgroup.subtree_control"), c);
       }
+      StrAppend(&dir, "/", part);
+    }
+    for (const char* c : {"+memory", "+pids", "+cpu"}) {
+      (void)WriteSmallFile(StrCat(dir, "/cgroup.subtree_control"), c);
     }
   }
   std::vector<std::string> made;

@@ -31,6 +31,10 @@ class CgroupDriver {
   // name every container cgroup lives in (e.g. "loom").
   static absl::StatusOr<CgroupDriver> Detect(std::string root, std::string parent);
 
+  // A v2 driver whose container cgroups are <folder>/<id>; `folder` must be inside
+  // `v2`'s cgroup2 mount (InvalidArgument otherwise).
+  static absl::StatusOr<CgroupDriver> ForV2Folder(const CgroupDriver& v2, const std::string& folder);
+
   // Where container `id`'s cgroups are (whether or not they exist).
   ContainerCgroup PathsFor(const std::string& id) const;
   // Creates them and writes the limits. AlreadyExists if a directory is already there.

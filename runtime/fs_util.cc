@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/openat2.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -202,6 +203,15 @@ absl::StatusOr<unsigned long long> ProcessStartTime(pid_t pid) {
     return absl::NotFoundError(StrCat("process ", pid, " has exited"));
   }
   return std::stoull(fields[19]);
+}
+
+int PollUntil(struct pollfd* fds, size_t count, absl::Time deadline) {
+  for (;;) {
+    int ms = static_cast<int>(
+        std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    int r = ::poll(fds, static_cast<nfds_t>(count), ms);
+    if (r >= 0 || errno != EINTR) return r;
+  }
 }
 
 }  // namespace loom::runtime

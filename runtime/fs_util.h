@@ -11,6 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+struct pollfd;
 
 namespace loom::runtime {
 
@@ -76,6 +79,9 @@ class FileLock {
   explicit FileLock(UniqueFd fd) : fd_(std::move(fd)) {}
   UniqueFd fd_;
 };
+
+// poll() until `deadline`, retrying on EINTR: > 0 ready, 0 timed out, < 0 failed.
+int PollUntil(struct pollfd* fds, size_t count, absl::Time deadline);
 
 // The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat):
 // with the pid it identifies a process across pid reuse. NotFound if it is gone.

@@ -7,7 +7,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <linux/close_range.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -126,6 +129,18 @@ absl::StatusOr<std::unique_ptr<Supervisor>> Supervisor::Open(SupervisorOptions o
   }
   ASSIGN_OR_RETURN(CgroupDriver cgroups,
                    CgroupDriver::Detect(options.cgroup_root, options.cgroup_parent));
+  if (!options.cgroup2_dir.empty()) {
+    struct statfs fs;
+    if (options.cgroup2_dir[0] != '/' || ::statfs(options.cgroup2_dir.c_str(), &fs) != 0 ||
+        fs.f_type != CGROUP2_SUPER_MAGIC) {
+      return absl::InvalidArgumentError(StrCat("cgroup2 folder '", options.cgroup2_dir,
+                                               "' is not an existing folder of a cgroup2 mount"));
+    }
+    if (cgroups.version() == 2) {
+      // Limits and the load balancer share one cgroup: <cgroup2_dir>/<id>.
+      ASSIGN_OR_RETURN(cgroups, CgroupDriver::ForV2Folder(cgroups, options.cgroup2_dir));
+    }
+  }
   std::unique_ptr<Supervisor> s(new Supervisor(std::move(options), images, std::move(cgroups)));
   for (const std::string& id : ListDir(s->options_.state_dir)) {
     absl::Status adopted = s->Adopt(id);
@@ -208,6 +223,13 @@ ContainerStatus Supervisor::StatusOfLocked(Container& c) {
   return st;
 }
 
+std::string Supervisor::Cgroup2DirFor(const std::string& id) const {
+  if (options_.cgroup2_dir.empty()) return "";
+  std::string dir = StrCat(options_.cgroup2_dir, "/", id);
+  const std::vector<std::string> own = cgroups_.PathsFor(id).dirs;
+  return std::find(own.begin(), own.end(), dir) != own.end() ? "" : dir;
+}
+
 absl::StatusOr<std::string> Supervisor::ShimPath() const {
   if (!options_.shim_path.empty()) return options_.shim_path;
   char self[4096];
@@ -222,8 +244,19 @@ absl::StatusOr<std::string> Supervisor::ShimPath() const {
   return absl::NotFoundError("loom-shim not found beside this executable nor in " LOOM_BIN_DIR);
 }
 
-absl::Status Supervisor::Cleanup(const std::string& id, const std::string& bundle) {
-  absl::Status status = cgroups_.Remove(cgroups_.PathsFor(id));
+absl::Status Supervisor::Cleanup(const std::string& id, const std::string& bundle,
+                                 const std::vector<std::string>& joined_cgroups) {
+  ContainerCgroup cg = cgroups_.PathsFor(id);
+  // The cgroups the container was started in (they may differ from today's options,
+  // such as the cgroup2 folder) and those the options name now.
+  for (const std::string& dir : joined_cgroups) {
+    if (std::find(cg.dirs.begin(), cg.dirs.end(), dir) == cg.dirs.end()) cg.dirs.push_back(dir);
+  }
+  if (std::string extra = Cgroup2DirFor(id);
+      !extra.empty() && std::find(cg.dirs.begin(), cg.dirs.end(), extra) == cg.dirs.end()) {
+    cg.dirs.push_back(extra);
+  }
+  absl::Status status = cgroups_.Remove(cg);
   absl::Status removed = RemoveTree(bundle);
   if (status.ok()) status = removed;
   return status;
@@ -299,6 +332,12 @@ absl::StatusOr<ContainerStatus> Supervisor::Run(const ContainerSpec& spec) {
                      cgroups_.Create(spec.id, {spec.cpus, spec.memory_bytes, spec.pids_limit}));
     c.cgroup_dirs = cg.dirs;
     c.oom_file = cg.oom_file;
+    if (std::string extra = Cgroup2DirFor(spec.id); !extra.empty()) {
+      if (::mkdir(extra.c_str(), 0755) != 0 && errno != EEXIST) {
+        return ErrnoToStatus(errno, StrCat("mkdir ", extra));
+      }
+      c.cgroup_dirs.push_back(extra);
+    }
     RETURN_IF_ERROR(WriteFileAtomic(StrCat(bundle, "/config.json"), ShimConfigToJson(c).dump(2), 0600));
 
     // Everything the child needs is prepared here: after fork it only makes syscalls.
@@ -324,6 +363,9 @@ absl::StatusOr<ContainerStatus> Supervisor::Run(const ContainerSpec& spec) {
           ::dup2(hi_log.get(), 2) < 0 || ::dup2(hi_report.get(), kShimReportFd) < 0) {
         ::_exit(127);
       }
+      // Nothing else of this process (listening sockets, its API socket...) may live on
+      // in the shim, which outlives it.
+      ::close_range(kShimReportFd + 1, ~0U, 0);
       ::execv(argv[0], argv.data());
       ::_exit(127);
     }
@@ -364,7 +406,7 @@ absl::StatusOr<ContainerStatus> Supervisor::Run(const ContainerSpec& spec) {
       ::kill(shim_pid, SIGKILL);
       ::waitpid(shim_pid, nullptr, 0);
     }
-    (void)Cleanup(spec.id, bundle);
+    (void)Cleanup(spec.id, bundle, c.cgroup_dirs);
     return status;
   }
   // The pidfd of our own child was opened before the shim could exit, so it is kept
@@ -436,7 +478,7 @@ absl::Status Supervisor::Remove(std::string_view id, bool force) {
     WaitPidfd(c->shim_pidfd, absl::Seconds(5));
   }
   ReapShim(c->shim_pidfd);
-  RETURN_IF_ERROR(Cleanup(c->id, c->bundle));
+  RETURN_IF_ERROR(Cleanup(c->id, c->bundle, c->config.cgroup_dirs));
   absl::MutexLock lock(&mu_);
   containers_.erase(c->id);
   LOG_INFO("container removed", {"id", id});
@@ -515,6 +557,7 @@ absl::StatusOr<ExecResult> Supervisor::Exec(std::string_view id, const ExecSpec&
       if (::dup2(null_fd.get(), 0) < 0 || ::dup2(out_w.get(), 1) < 0 || ::dup2(err_w.get(), 2) < 0) {
         die("loom exec: cannot set up stdio\n");
       }
+      ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
       environ = envp.data();
       ::execvp(argv[0], argv.data());
       const char msg[] = "loom exec: command not found or not executable\n";
@@ -544,10 +587,7 @@ absl::StatusOr<ExecResult> Supervisor::Exec(std::string_view id, const ExecSpec&
         fds[n++] = {streams[i]->get(), POLLIN, 0};
       }
     }
-    int ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
-    int r = ::poll(fds, static_cast<nfds_t>(n), ms);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
+    if (PollUntil(fds, static_cast<size_t>(n), deadline) <= 0) {
       timed_out = true;
       break;
     }

@@ -30,6 +30,11 @@ struct SupervisorOptions {
   std::string volumes_dir;  // named volumes
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string cgroup_parent = "loom";
+  // A cgroup2 folder every container process (PID 1 and exec'd ones) also joins, as
+  // <cgroup2_dir>/<id>, removed with the container: where the load balancer's socket
+  // programs are attached. With v2 limits under the same folder it is the limits'
+  // cgroup; with v1 limits the processes are in both. Empty: none.
+  std::string cgroup2_dir;
   // The loom-shim binary; empty: "loom-shim" beside this executable, else in LOOM_BIN_DIR.
   std::string shim_path;
   absl::Duration start_timeout = absl::Seconds(10);
@@ -79,7 +84,10 @@ class Supervisor {
   absl::StatusOr<std::shared_ptr<Container>> Find(std::string_view id);
   ContainerStatus StatusOf(Container& c);
   ContainerStatus StatusOfLocked(Container& c);
-  absl::Status Cleanup(const std::string& id, const std::string& bundle);
+  absl::Status Cleanup(const std::string& id, const std::string& bundle,
+                       const std::vector<std::string>& joined_cgroups);
+  // <cgroup2_dir>/<id> when it is not already the container's (v2) limits cgroup, else "".
+  std::string Cgroup2DirFor(const std::string& id) const;
   absl::StatusOr<std::string> ShimPath() const;
 
   SupervisorOptions options_;

@@ -28,6 +28,21 @@ const std::vector<Command>& Commands() {
       {"get", "get services|endpoints [NAME] [-n NS] [-o json|yaml]", "List or show objects.",
        GetCommand},
       {"delete", "delete service NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
+      {"run",
+       "run [-d] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--cpus N] [--memory M] "
+       "[-p [IP:]HOST:CTR[/PROTO]] [-l K=V] [--hostname H] [--network default|none] IMAGE [CMD...]",
+       "Run a container (without -d: stream its output, exit with its code; 125: not started).",
+       RunContainerCommand},
+      {"ps", "ps [-a] [-o json|yaml]", "List running containers (-a: all).", PsCommand},
+      {"logs", "logs [-f] NAME", "Print a container's output (-f: follow).", LogsCommand},
+      {"stop", "stop [-t SECS] NAME...", "SIGTERM, then SIGKILL after SECS (10).", StopCommand},
+      {"rm", "rm [-f] NAME...", "Remove containers (-f: also running ones).", RmCommand},
+      {"exec", "exec [-e K=V] NAME CMD [ARGS...]", "Run a command in a running container.",
+       ExecCommand},
+      {"volume", "volume ls | rm NAME...", "List or remove named volumes.", VolumeCommand},
+      {"image", "image import PATH NAME | ls | rm NAME...",
+       "Import (rootfs dir, tarball, OCI layout, docker save), list, remove images.",
+       ImageCommand},
   };
   return *commands;
 }
@@ -121,8 +136,8 @@ std::string Reply::ErrorText() const {
 }
 
 absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string_view target,
-                              std::string_view body) {
-  http::HttpClient client = http::HttpClient::ForUnixSocket(ctx.socket);
+                              std::string_view body, absl::Duration timeout) {
+  http::HttpClient client = http::HttpClient::ForUnixSocket(ctx.socket, timeout);
   absl::StatusOr<http::Response> response = client.Send(method, target, body);
   if (!response.ok()) {
     std::string reason(response.status().message());

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/http/client.h"
 #include "common/json.h"
 
@@ -61,7 +62,8 @@ struct Reply {
 };
 // Sends one request; fails (printing nothing) only when loomd cannot be reached.
 absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string_view target,
-                              std::string_view body = "");
+                              std::string_view body = "",
+                              absl::Duration timeout = absl::Seconds(10));
 // Prints the one-line "cannot reach loomd" error for a failed Request.
 void PrintUnreachable(Context& ctx, const absl::Status& status);
 // Prints `value` as JSON or YAML.
@@ -76,6 +78,16 @@ int StatusCommand(Context& ctx, const std::vector<std::string>& args);
 int ApplyCommand(Context& ctx, const std::vector<std::string>& args);
 int GetCommand(Context& ctx, const std::vector<std::string>& args);
 int DeleteCommand(Context& ctx, const std::vector<std::string>& args);
+// Containers (container_commands.cc).
+int RunContainerCommand(Context& ctx, const std::vector<std::string>& args);
+int PsCommand(Context& ctx, const std::vector<std::string>& args);
+int LogsCommand(Context& ctx, const std::vector<std::string>& args);
+int StopCommand(Context& ctx, const std::vector<std::string>& args);
+int RmCommand(Context& ctx, const std::vector<std::string>& args);
+int ExecCommand(Context& ctx, const std::vector<std::string>& args);
+int VolumeCommand(Context& ctx, const std::vector<std::string>& args);
+int ImageCommand(Context& ctx, const std::vector<std::string>& args);
+std::string FormatContainersTable(const Json& items, int64_t now_unix);
 std::string FormatServicesTable(const Json& items, int64_t now_unix);
 std::string FormatEndpointsTable(const Json& items);
 std::string FormatStatusTable(const Json& status);

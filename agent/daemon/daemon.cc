@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <tuple>
 
+#include "agent/containers/container_api.h"
 #include "agent/daemon/instrumented_store.h"
 #include "agent/daemon/underlay.h"
 #include "overlay/nft_firewall.h"
@@ -182,8 +184,15 @@ absl::Status Daemon::Start() {
                             ServiceController* c = live_controller_.load();
                             return c == nullptr ? nullptr : c->Current();
                           }});
+    containers::RegisterContainerRoutes(
+        api_router, [this] { return live_containers_.load(); },
+        [this] {
+          absl::MutexLock lock(&containers_error_mu_);
+          return containers_error_;
+        });
     http::ServerOptions api_options;
-    api_options.threads = 2;
+    // Container calls may wait on CNI plugins that call back into this API.
+    api_options.threads = 4;
     api_server_ = std::make_unique<http::HttpServer>(
         [router = std::move(api_router)](const http::Request& r) { return router.Dispatch(r); },
         api_options);
@@ -228,6 +237,13 @@ absl::Status Daemon::Start() {
         store_.get(), overlay_ ? std::optional<net::Ipv4Prefix>(overlay_->pod_cidr())
                                : std::nullopt));
     RETURN_IF_ERROR(StartServicesAndDns());
+    // Networking and DNS do not depend on the runtime: without it (no cgroups, say)
+    // loomd serves on and the container API says why it cannot.
+    if (absl::Status s = StartContainers(); !s.ok()) {
+      LOG_ERROR("containers unavailable", {"error", s});
+      absl::MutexLock lock(&containers_error_mu_);
+      containers_error_ = std::string(s.message());
+    }
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
@@ -312,6 +328,21 @@ absl::Status Daemon::StartServicesAndDns() {
   return absl::OkStatus();
 }
 
+absl::Status Daemon::StartContainers() {
+  containers::ContainerManagerOptions o;
+  o.state_dir = StrCat(config_.state_dir, "/runtime");
+  o.run_dir = StrCat(config_.run_dir, "/runtime");
+  o.cni_conf_dir = config_.cni_conf_dir;
+  o.cni_bin_dirs = {config_.cni_bin_dir};
+  ASSIGN_OR_RETURN(std::tie(o.cgroup_root, o.cgroup_parent),
+                   containers::SplitCgroupRoot(config_.cgroup_root));
+  o.dns_nameserver = config_.dns_addr.host;
+  o.cluster_domain = config_.cluster_domain;
+  ASSIGN_OR_RETURN(containers_, containers::ContainerManager::Open(o));
+  live_containers_.store(containers_.get());
+  return absl::OkStatus();
+}
+
 void Daemon::StopServicesAndDns() {
   live_controller_.store(nullptr);
   live_dns_.store(nullptr);
@@ -322,6 +353,7 @@ void Daemon::StopServicesAndDns() {
 }
 
 void Daemon::Undo() {
+  live_containers_.store(nullptr);
   StopServicesAndDns();
   live_registrar_.store(nullptr);
   if (overlay_) overlay_->Stop();
@@ -337,7 +369,8 @@ void Daemon::Undo() {
 }
 
 void Daemon::ReleaseComponents() {
-  // Consumers of the store before the store, servers last.
+  // Consumers of the store before the store, servers last. Containers keep running.
+  containers_.reset();
   service_controller_.reset();
   node_dns_.reset();
   service_registry_.reset();
@@ -352,6 +385,7 @@ void Daemon::Stop() {
   if (!running_) return;
   running_ = false;
   api_server_->Stop();
+  live_containers_.store(nullptr);
   StopServicesAndDns();
   live_registrar_.store(nullptr);
   registrar_->Stop();

@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
 #include "agent/cni_api/cni_api.h"
+#include "agent/containers/container_manager.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
 #include "agent/overlay/overlay_controller.h"
@@ -65,6 +67,8 @@ class Daemon {
   absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
   absl::Status StartServicesAndDns();
   void StopServicesAndDns();
+  // The container runtime (agent/containers/): images, containers, CNI attachment.
+  absl::Status StartContainers();
   // Destroys every component, in dependency order (after they were stopped).
   void ReleaseComponents();
   http::Response HandleStatus() const;
@@ -92,6 +96,10 @@ class Daemon {
   std::atomic<ServiceRegistry*> live_services_{nullptr};
   std::atomic<ServiceController*> live_controller_{nullptr};
   std::atomic<NodeDns*> live_dns_{nullptr};
+  std::unique_ptr<containers::ContainerManager> containers_;
+  std::atomic<containers::ContainerManager*> live_containers_{nullptr};
+  absl::Mutex containers_error_mu_;
+  std::string containers_error_ ABSL_GUARDED_BY(containers_error_mu_);
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

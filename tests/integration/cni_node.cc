@@ -31,9 +31,11 @@ absl::Status Ip(const std::vector<std::string>& args) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CniNode>> CniNode::Create(std::vector<std::string> loomd_flags) {
+absl::StatusOr<std::unique_ptr<CniNode>> CniNode::Create(std::vector<std::string> loomd_flags,
+                                                         bool host_mounts) {
   std::unique_ptr<CniNode> node(new CniNode());
   node->flags_ = std::move(loomd_flags);
+  node->host_mounts_ = host_mounts;
   node->name_ = StrCat("lmcni-", getpid(), "-", node_counter++);
   node->netns_ = StrCat("/run/netns/", node->name_);
   char tmpl[] = "/tmp/lmcni-XXXXXX";
@@ -63,7 +65,9 @@ CniNode::~CniNode() {
 pid_t CniNode::loomd_pid() const { return loomd_ ? loomd_->pid() : -1; }
 
 absl::Status CniNode::StartLoomd() {
-  std::vector<std::string> argv = {"ip", "netns", "exec", name_, std::string(LOOM_BIN_DIR) + "/loomd",
+  std::vector<std::string> argv = {"ip", "netns", "exec", name_};
+  if (host_mounts_) argv = {"nsenter", StrCat("--net=", netns_)};
+  argv.insert(argv.end(), {std::string(LOOM_BIN_DIR) + "/loomd",
                                    "--node-name=node1",
                                    StrCat("--state-dir=", dir_, "/state"),
                                    StrCat("--run-dir=", dir_, "/run"),
@@ -73,7 +77,7 @@ absl::Status CniNode::StartLoomd() {
                                    StrCat("--cni-del-queue-dir=", del_queue_dir()),
                                    // DNS inside the node's namespace, never forwarding to
                                    // the machine's resolver.
-                                   "--dns-upstream=none", "--overlay=false"};
+                                   "--dns-upstream=none", "--overlay=false"});
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   ASSIGN_OR_RETURN(loomd_, Subprocess::Start(argv, {dir_ + "/loomd.log", {}}));
   http::HttpClient client = http::HttpClient::ForUnixSocket(socket_, absl::Seconds(2));

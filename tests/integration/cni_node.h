@@ -25,8 +25,12 @@ struct PluginRun {
 
 class CniNode {
  public:
-  // Creates the node namespace and starts loomd in it.
-  static absl::StatusOr<std::unique_ptr<CniNode>> Create(std::vector<std::string> loomd_flags = {});
+  // Creates the node namespace and starts loomd in it. loomd runs through `ip netns
+  // exec` (a private mount namespace with a fresh /sys, so no cgroups), or with
+  // `host_mounts` through `nsenter --net` (the machine's mount namespace, as a real loomd:
+  // the container runtime needs /sys/fs/cgroup and mounts that outlive loomd).
+  static absl::StatusOr<std::unique_ptr<CniNode>> Create(std::vector<std::string> loomd_flags = {},
+                                                         bool host_mounts = false);
   ~CniNode();
 
   const std::string& netns() const { return netns_; }
@@ -60,6 +64,7 @@ class CniNode {
  private:
   CniNode() = default;
   std::vector<std::string> flags_;
+  bool host_mounts_ = false;
   std::string name_;
   std::string netns_;  // /run/netns/<name_>
   std::string dir_;

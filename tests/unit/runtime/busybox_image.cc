@@ -79,9 +79,11 @@ absl::Status MakeOciLayout(const std::string& rootfs, const std::string& out,
   RETURN_IF_ERROR(WriteFileAtomic(StrCat(l2, "/opaque/.wh..wh..opq"), ""));
   RETURN_IF_ERROR(WriteFileAtomic(StrCat(l2, "/opaque/upper-file"), "upper\n"));
   RETURN_IF_ERROR(WriteFileAtomic(StrCat(l2, "/etc/added-by-layer2"), "added\n"));
-  RETURN_IF_ERROR(PackTar(l1, StrCat(work, "/l1.tar.gz"), true));
+  // diff_ids are the digests of the uncompressed layers (containerd checks them).
+  RETURN_IF_ERROR(PackTar(l1, StrCat(work, "/l1.tar"), false));
+  ASSIGN_OR_RETURN(std::string diff1, Sha256File(StrCat(work, "/l1.tar")));
+  RETURN_IF_ERROR(RunChecked({"gzip", "-n", StrCat(work, "/l1.tar")}).status());
   RETURN_IF_ERROR(PackTar(l2, StrCat(work, "/l2.tar"), false));
-  ASSIGN_OR_RETURN(std::string diff1, Sha256File(StrCat(work, "/l1.tar.gz")));
   ASSIGN_OR_RETURN(std::string diff2, Sha256File(StrCat(work, "/l2.tar")));
   ASSIGN_OR_RETURN(Json layer1, AddBlob(out, StrCat(work, "/l1.tar.gz"),
                                         "application/vnd.oci.image.layer.v1.tar+gzip"));
@@ -93,7 +95,6 @@ absl::Status MakeOciLayout(const std::string& rootfs, const std::string& out,
                   {{"Env", {"PATH=/bin", "FROM_IMAGE=oci"}},
                    {"Cmd", {"sh", "-c", "echo from-image-cmd"}},
                    {"WorkingDir", "/tmp"}}},
-                 // Not the uncompressed digests a registry would check; the store ignores them.
                  {"rootfs", {{"type", "layers"}, {"diff_ids", {diff1, diff2}}}}};
   ASSIGN_OR_RETURN(Json config_desc,
                    AddJsonBlob(out, config, "application/vnd.oci.image.config.v1+json"));

@@ -49,8 +49,9 @@ class SupervisorTest : public ::testing::Test {
     ASSERT_OK(OpenSupervisor());
   }
 
-  absl::Status OpenSupervisor() {
+  absl::Status OpenSupervisor(std::string cgroup2_dir = "") {
     SupervisorOptions o;
+    o.cgroup2_dir = std::move(cgroup2_dir);
     o.state_dir = StrCat(base_, "/state");
     o.volumes_dir = StrCat(base_, "/volumes");
     o.cgroup_parent = cgroup_parent_;
@@ -72,6 +73,9 @@ class SupervisorTest : public ::testing::Test {
     }
     sup_.reset();
     images_.reset();
+    if (!cgroup2_test_dir_.empty()) {
+      EXPECT_EQ(::rmdir(cgroup2_test_dir_.c_str()), 0) << cgroup2_test_dir_;
+    }
     if (!base_.empty()) {
       EXPECT_FALSE(MountinfoMentions(base_)) << "a mount is left under " << base_;
       EXPECT_OK(RemoveTree(base_));
@@ -105,8 +109,20 @@ class SupervisorTest : public ::testing::Test {
     EXPECT_FALSE(Exists(StrCat(base_, "/state/", id)));
   }
 
+  // The first cgroup2 mount in /proc/mounts, or "".
+  static std::string Cgroup2Mount() {
+    absl::StatusOr<std::string> mounts = ReadFileToString("/proc/mounts");
+    if (!mounts.ok()) return "";
+    for (absl::string_view line : absl::StrSplit(*mounts, '\n')) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      if (f.size() > 2 && f[2] == "cgroup2") return f[1];
+    }
+    return "";
+  }
+
   std::string base_;
   std::string cgroup_parent_;
+  std::string cgroup2_test_dir_;  // removed by TearDown
   std::unique_ptr<ImageStore> images_;
   std::unique_ptr<Supervisor> sup_;
 };
@@ -280,8 +296,47 @@ TEST_F(SupervisorTest, CgroupLimitsAreWritten) {
   ASSERT_OK(sup_->Remove("limits", /*force=*/true));
 }
 
+// The load balancer's contract: every process of a container, PID 1 and exec'd ones,
+// is in <cgroup2_dir>/<id> (besides the v1 limit cgroups here), removed with it.
+TEST_F(SupervisorTest, ProcessesJoinTheCgroup2Folder) {
+  const std::string mount = Cgroup2Mount();
+  LOOM_REQUIRE(!mount.empty(), "a cgroup2 mount");
+  cgroup2_test_dir_ = StrCat(mount, "/", cgroup_parent_, "-lb");
+  ASSERT_EQ(::mkdir(cgroup2_test_dir_.c_str(), 0755), 0) << cgroup2_test_dir_;
+  sup_.reset();
+  EXPECT_THAT(OpenSupervisor(StrCat(base_, "/not-a-cgroup")),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not an existing folder of a cgroup2 mount")));
+  ASSERT_OK(OpenSupervisor(cgroup2_test_dir_));
+  ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Run(Spec("lb", {"sleep", "1000"})));
+  const std::string dir = StrCat(cgroup2_test_dir_, "/lb");
+  const std::string rel = dir.substr(mount.size());
+  EXPECT_THAT(ReadFileToString(StrCat(dir, "/cgroup.procs")),
+              ::loom::testing::IsOkAndHolds(StrCat(st.pid, "\n")));
+  // An exec'd process is there too (the container shares the host's cgroup namespace).
+  ASSERT_OK_AND_ASSIGN(ExecResult self, sup_->Exec("lb", {.command = {"cat", "/proc/self/cgroup"}}));
+  EXPECT_THAT(self.out, HasSubstr(StrCat("0::", rel, "\n")));
+  if (sup_->cgroup_version() == 1) {
+    CgroupDriver cg = *CgroupDriver::Detect("/sys/fs/cgroup", cgroup_parent_);
+    EXPECT_THAT(ReadFileToString(StrCat(cg.PathsFor("lb").dirs[0], "/cgroup.procs")),
+                ::loom::testing::IsOkAndHolds(StrCat(st.pid, "\n")));
+    EXPECT_THAT(self.out, HasSubstr(StrCat(":memory:/", cgroup_parent_, "/lb\n")));
+  }
+  // Adopted by a new supervisor, then removed: the folder goes.
+  sup_.reset();
+  ASSERT_OK(OpenSupervisor(cgroup2_test_dir_));
+  ASSERT_OK(sup_->Remove("lb", /*force=*/true));
+  EXPECT_FALSE(Exists(dir));
+  ExpectGone("lb", st.pid);
+}
+
 TEST_F(SupervisorTest, StopSendsTermThenReportsTheExitCode) {
-  ASSERT_OK(sup_->Run(Spec("term", {"sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"})).status());
+  ASSERT_OK_AND_ASSIGN(ContainerStatus st, sup_->Run(Spec("term", {"sh", "-c",
+      "trap 'exit 7' TERM; echo ready; while true; do sleep 0.1; done"})));
+  // A PID 1 ignores SIGTERM until its handler is installed: wait for that first.
+  absl::Time ready_by = absl::Now() + absl::Seconds(10);
+  while (Log(st).find("ready") == std::string::npos && absl::Now() < ready_by) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   absl::Time start = absl::Now();
   ASSERT_OK_AND_ASSIGN(ContainerStatus done, sup_->Stop("term", absl::Seconds(5)));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
