@@ -209,7 +209,7 @@ http::Response CniApi::Attached(const http::Request& r) {
   } catch (const std::exception& e) {
     return http::Response::Error(400, StrCat("labels or ips: ", e.what()));
   }
-  pod.ready = true;
+  pod.ready = body->value("ready", true);
   absl::StatusOr<store::Revision> rev =
       store_->Put(PodKey(pod.id), model::PodToJson(pod).dump());
   if (!rev.ok()) return StatusResponse(rev.status());

@@ -152,6 +152,8 @@ absl::StatusOr<RunRequest> RunRequestFromJson(const Json& j) {
   RETURN_IF_ERROR(GetField(j, "labels", &r.labels));
   RETURN_IF_ERROR(GetField(j, "hostname", &r.hostname));
   RETURN_IF_ERROR(GetField(j, "network", &r.network));
+  RETURN_IF_ERROR(GetField(j, "namespace", &r.pod_namespace));
+  RETURN_IF_ERROR(GetField(j, "readyOnAttach", &r.ready_on_attach));
   ASSIGN_OR_RETURN(r.ports, PortsFromJson(j.value("ports", Json()), "ports"));
   if (r.image.empty()) return absl::InvalidArgumentError("image is required");
   return r;
@@ -161,7 +163,8 @@ Json RunRequestToJson(const RunRequest& r) {
   return Json{{"name", r.name},     {"image", r.image},   {"command", r.command},
               {"env", r.env},       {"volumes", r.volumes}, {"cpus", r.cpus},
               {"memoryBytes", r.memory_bytes}, {"ports", PortsToJson(r.ports)},
-              {"labels", r.labels}, {"hostname", r.hostname}, {"network", r.network}};
+              {"labels", r.labels}, {"hostname", r.hostname}, {"network", r.network},
+              {"namespace", r.pod_namespace}, {"readyOnAttach", r.ready_on_attach}};
 }
 
 Json ContainerViewToJson(const ContainerView& v) {
@@ -441,8 +444,9 @@ absl::Status ContainerManager::Attach(Record& r, runtime::CniNetwork& net, std::
   r.netns = PinPath(r.id);
   r.network = net.name;
   r.cni_args = Json::array({Json::array({"IgnoreUnknown", "1"}),
-                            Json::array({"K8S_POD_NAMESPACE", "default"}),
+                            Json::array({"K8S_POD_NAMESPACE", r.pod_namespace}),
                             Json::array({"K8S_POD_NAME", r.name})});
+  if (!r.ready_on_attach) r.cni_args.push_back(Json::array({"LOOM_READY", "false"}));
   if (!r.labels.empty()) {
     std::string labels;
     for (const auto& [k, v] : r.labels) StrAppend(&labels, labels.empty() ? "" : ",", k, "=", v);
@@ -490,6 +494,8 @@ absl::StatusOr<ContainerView> ContainerManager::Run(const RunRequest& req) {
   if (req.command.empty()) r.command.insert(r.command.end(), image.config.cmd.begin(), image.config.cmd.end());
   r.labels = req.labels;
   r.ports = req.ports;
+  r.pod_namespace = req.pod_namespace.empty() ? "default" : req.pod_namespace;
+  r.ready_on_attach = req.ready_on_attach;
   r.hostname = req.hostname.empty() ? r.name.substr(0, 63) : req.hostname;
   r.created = absl::Now();
   {

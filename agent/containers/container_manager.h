@@ -73,6 +73,10 @@ struct RunRequest {
   std::map<std::string, std::string> labels;
   std::string hostname;  // empty: the name
   bool network = true;   // false: only a loopback
+  // The pod it registers as (K8S_POD_NAMESPACE), and whether it is ready once
+  // attached (false: LOOM_READY=false, for replicas gated on a readiness probe).
+  std::string pod_namespace = "default";
+  bool ready_on_attach = true;
 };
 absl::StatusOr<RunRequest> RunRequestFromJson(const Json& j);
 Json RunRequestToJson(const RunRequest& r);
@@ -137,6 +141,8 @@ class ContainerManager {
     std::vector<std::string> ips;
     Json cni_args = Json::array();
     Json capability_args = Json::object();
+    std::string pod_namespace = "default";
+    bool ready_on_attach = true;
   };
   explicit ContainerManager(ContainerManagerOptions options) : options_(std::move(options)) {}
   absl::Status Start();

@@ -54,7 +54,8 @@ absl::StatusOr<AddReply> LoomdClient::Add(const AddRequest& req) const {
 absl::Status LoomdClient::Attached(const AttachedRequest& req) const {
   Json body = {{"containerID", req.container_id}, {"ifname", req.ifname},
                {"namespace", req.pod_namespace},  {"name", req.pod_name},
-               {"labels", req.labels},            {"ips", req.ips}};
+               {"labels", req.labels},            {"ips", req.ips},
+               {"ready", req.ready}};
   return Call("POST", "/v1/cni/attached", &body).status();
 }
 

@@ -38,6 +38,7 @@ struct AttachedRequest {
   std::string pod_name;
   std::map<std::string, std::string> labels;
   std::vector<std::string> ips;
+  bool ready = true;
 };
 
 struct AttachmentRecord {

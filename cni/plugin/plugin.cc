@@ -105,6 +105,7 @@ class Plugin {
     attached.pod_name = req.args.pod_name.empty() ? id : req.args.pod_name;
     attached.labels = req.args.labels.empty() ? conf.labels : req.args.labels;
     attached.ips = {ip.ToString()};
+    attached.ready = req.args.ready;
     RETURN_IF_ERROR(loomd.Attached(attached));
 
     Result result;

@@ -54,6 +54,8 @@ absl::StatusOr<CniArgs> ParseCniArgs(std::string_view text) {
       absl::StatusOr<Labels> labels = model::ParseLabelList(value, "CNI_ARGS LOOM_LABELS");
       if (!labels.ok()) return CniError(kErrInvalidEnvironment, ToStd(labels.status().message()));
       out.labels = *std::move(labels);
+    } else if (key == "LOOM_READY") {
+      ASSIGN_OR_RETURN(out.ready, ParseBool(value));
     } else if (out.ignore_unknown) {
       out.unknown.emplace_back(key, value);
     } else {

@@ -21,6 +21,9 @@ struct CniArgs {
   std::string pod_infra_container_id; // K8S_POD_INFRA_CONTAINER_ID
   std::string pod_uid;                // K8S_POD_UID
   Labels labels;                      // LOOM_LABELS=app=web,tier=front
+  // LOOM_READY=false registers the pod not ready (a reconciler turns it ready once
+  // its readiness probe passes); default ready once attached.
+  bool ready = true;
   // Keys Loom does not know, kept in order (only possible with IgnoreUnknown).
   std::vector<std::pair<std::string, std::string>> unknown;
 };

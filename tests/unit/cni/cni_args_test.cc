@@ -45,6 +45,16 @@ TEST(CniArgsTest, LoomLabels) {
   EXPECT_TRUE(args.labels.empty());
 }
 
+TEST(CniArgsTest, LoomReady) {
+  ASSERT_OK_AND_ASSIGN(CniArgs args, ParseCniArgs("K8S_POD_NAME=a"));
+  EXPECT_TRUE(args.ready);
+  ASSERT_OK_AND_ASSIGN(args, ParseCniArgs("LOOM_READY=false"));
+  EXPECT_FALSE(args.ready);
+  ASSERT_OK_AND_ASSIGN(args, ParseCniArgs("LOOM_READY=1"));
+  EXPECT_TRUE(args.ready);
+  EXPECT_THAT(ParseCniArgs("LOOM_READY=maybe"), CniErrorIs(kErrInvalidEnvironment, HasSubstr("maybe")));
+}
+
 TEST(CniArgsTest, BadLoomLabelsAreCode4) {
   EXPECT_THAT(ParseCniArgs("LOOM_LABELS=app"),
               CniErrorIs(kErrInvalidEnvironment,
