@@ -25,9 +25,9 @@ const std::vector<Command>& Commands() {
        StatusCommand},
       {"apply", "apply -f FILE|-", "Create or update the objects in FILE (YAML or JSON).",
        ApplyCommand},
-      {"get", "get services|endpoints [NAME] [-n NS] [-o json|yaml]", "List or show objects.",
-       GetCommand},
-      {"delete", "delete service NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
+      {"get", "get nodes|apps|pods|services|endpoints [NAME] [-n NS|-A] [-o json|yaml] [--show-secrets]",
+       "List or show objects.", GetCommand},
+      {"delete", "delete service|app NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
       {"run",
        "run [-d] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--cpus N] [--memory M] "
        "[-p [IP:]HOST:CTR[/PROTO]] [-l K=V] [--hostname H] [--network default|none] IMAGE [CMD...]",
@@ -43,6 +43,12 @@ const std::vector<Command>& Commands() {
       {"image", "image import PATH NAME | ls | rm NAME...",
        "Import (rootfs dir, tarball, OCI layout, docker save), list, remove images.",
        ImageCommand},
+      {"scale", "scale [app/]NAME --replicas N [-n NS]", "Set an App's replica count.",
+       ScaleCommand},
+      {"rollout", "rollout status|history|undo [app/]NAME [-n NS] [--to-revision N] [--timeout D]",
+       "Follow, list or roll back an App's rollouts.", RolloutCommand},
+      {"events", "events [[app/]NAME] [-n NS] [-o json|yaml]",
+       "What the reconcilers did: starts, readiness, exits, removals.", EventsCommand},
   };
   return *commands;
 }

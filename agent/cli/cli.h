@@ -87,8 +87,13 @@ int RmCommand(Context& ctx, const std::vector<std::string>& args);
 int ExecCommand(Context& ctx, const std::vector<std::string>& args);
 int VolumeCommand(Context& ctx, const std::vector<std::string>& args);
 int ImageCommand(Context& ctx, const std::vector<std::string>& args);
+// Apps (app_commands.cc).
+int ScaleCommand(Context& ctx, const std::vector<std::string>& args);
+int RolloutCommand(Context& ctx, const std::vector<std::string>& args);
+int EventsCommand(Context& ctx, const std::vector<std::string>& args);
 std::string FormatContainersTable(const Json& items, int64_t now_unix);
 std::string FormatServicesTable(const Json& items, int64_t now_unix);
+std::string FormatAppsTable(const Json& items);
 std::string FormatEndpointsTable(const Json& items);
 std::string FormatStatusTable(const Json& status);
 

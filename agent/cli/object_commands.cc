@@ -18,6 +18,7 @@ struct ObjectArgs {
   std::vector<std::string> files;
   std::string ns;
   bool all_namespaces = false;
+  bool show_secrets = false;  // get apps --show-secrets
   std::vector<std::string> positional;
 };
 
@@ -44,6 +45,8 @@ absl::StatusOr<ObjectArgs> ParseObjectArgs(const std::vector<std::string>& args)
       out.ns = a.substr(12);
     } else if (a == "-A" || a == "--all-namespaces") {
       out.all_namespaces = true;
+    } else if (a == "--show-secrets") {
+      out.show_secrets = true;
     } else if (a.size() > 1 && a[0] == '-' && a != "-") {
       return absl::InvalidArgumentError(StrCat("unknown option ", a));
     } else {
@@ -114,6 +117,9 @@ std::string Kind(std::string_view word) {
   std::string w = Lower(std::string(word));
   if (w == "service" || w == "services" || w == "svc") return "services";
   if (w == "endpoints" || w == "endpoint" || w == "ep") return "endpoints";
+  if (w == "apps" || w == "app") return "apps";
+  if (w == "pods" || w == "pod" || w == "po") return "pods";
+  if (w == "nodes" || w == "node" || w == "no") return "nodes";
   return "";
 }
 
@@ -133,7 +139,58 @@ std::string PortsText(const Json& spec) {
   return out.empty() ? "<none>" : out;
 }
 
+// get nodes / get pods: lists straight from the store, as tables or -o json|yaml.
+int GetListCommand(Context& ctx, const ObjectArgs& a, const std::string& kind, OutputFormat format) {
+  std::string target = StrCat("/v1/", kind);
+  if (kind == "pods" && !a.ns.empty() && !a.all_namespaces) target += StrCat("/", a.ns);
+  absl::StatusOr<Json> body = GetJson(ctx, target);
+  if (!body.ok()) return 1;
+  if (format != OutputFormat::kTable) {
+    PrintStructured(ctx, *body, format);
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  if (kind == "nodes") {
+    rows.push_back({"NAME", "UNDERLAY-IP", "POD-CIDR", "CPUS", "MEMORY", "VERSION", "HEARTBEAT"});
+    for (const Json& n : body->value("items", Json::array())) {
+      Json cap = n.value("capacity", Json::object());
+      rows.push_back({n.value("name", ""), n.value("underlayIP", ""), n.value("podCIDR", ""),
+                      std::to_string(cap.value("cpus", 0)),
+                      StrCat(cap.value("memoryBytes", int64_t{0}) >> 20, "Mi"), n.value("version", ""),
+                      n.value("heartbeat", "")});
+    }
+  } else {
+    rows.push_back({"NAMESPACE", "NAME", "READY", "NODE", "IP", "APP", "CONTAINER"});
+    for (const Json& p : body->value("items", Json::array())) {
+      Json meta = p.value("metadata", Json::object());
+      Json labels = meta.value("labels", Json::object());
+      std::string ip;
+      for (const Json& i : p.value("ips", Json::array())) ip += (ip.empty() ? "" : ",") + i.get<std::string>();
+      rows.push_back({meta.value("namespace", ""), meta.value("name", ""),
+                      p.value("ready", false) ? "true" : "false", p.value("node", ""), ip,
+                      labels.value("loom.io/app", ""), p.value("id", "").substr(0, 12)});
+    }
+  }
+  std::fputs(FormatTable(rows).c_str(), ctx.out);
+  return 0;
+}
+
 }  // namespace
+
+std::string FormatAppsTable(const Json& items) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAMESPACE", "NAME", "READY", "UP-TO-DATE", "IMAGE", "REVISION"}};
+  for (const Json& a : items) {
+    Json meta = a.value("metadata", Json::object());
+    Json spec = a.value("spec", Json::object());
+    Json st = a.value("status", Json::object());
+    rows.push_back({meta.value("namespace", ""), meta.value("name", ""),
+                    StrCat(st.value("readyReplicas", 0), "/", spec.value("replicas", 0)),
+                    std::to_string(st.value("updatedReplicas", 0)), spec.value("image", ""),
+                    std::to_string(st.value("revision", int64_t{0}))});
+  }
+  return FormatTable(rows);
+}
 
 std::string FormatServicesTable(const Json& items, int64_t now_unix) {
   std::vector<std::vector<std::string>> rows = {
@@ -218,21 +275,30 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
   if (!format.ok()) return Fail(ctx, "get", ToStd(format.status().message()), 2);
   absl::StatusOr<ObjectArgs> a = ParseObjectArgs(rest);
   if (!a.ok()) return Fail(ctx, "get", ToStd(a.status().message()), 2);
-  if (a->positional.empty()) return Fail(ctx, "get", "which kind? services or endpoints", 2);
+  constexpr char kKinds[] = "nodes, apps, pods, services or endpoints";
+  if (a->positional.empty()) return Fail(ctx, "get", StrCat("which kind? ", kKinds), 2);
   std::string kind = Kind(a->positional[0]);
   if (kind.empty()) {
-    return Fail(ctx, "get", StrCat("unknown kind \"", a->positional[0], "\": want services or endpoints"), 2);
+    return Fail(ctx, "get", StrCat("unknown kind \"", a->positional[0], "\": want ", kKinds), 2);
   }
+  if (kind == "nodes" || kind == "pods") return GetListCommand(ctx, *a, kind, *format);
   if (a->positional.size() > 2) {
     return Fail(ctx, "get", StrCat("unexpected argument \"", a->positional[2], "\""), 2);
   }
   std::string target = StrCat("/v1/", kind);
+  if (kind == "apps" && a->show_secrets) target += "?secrets=1";
   bool one = a->positional.size() == 2;
+  std::string query;
+  if (size_t q = target.find('?'); q != std::string::npos) {
+    query = target.substr(q);
+    target.resize(q);
+  }
   if (one) {
     target += StrCat("/", a->ns.empty() ? "default" : a->ns, "/", a->positional[1]);
   } else if (!a->ns.empty() && !a->all_namespaces) {
     target += StrCat("/", a->ns);
   }
+  target += query;
   absl::StatusOr<Json> body = GetJson(ctx, target);
   if (!body.ok()) return 1;
   if (*format != OutputFormat::kTable) {
@@ -240,9 +306,9 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
     return 0;
   }
   Json items = one ? Json::array({*body}) : body->value("items", Json::array());
-  std::string table = kind == "services"
-                          ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
-                          : FormatEndpointsTable(items);
+  std::string table = kind == "services" ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
+                      : kind == "apps"   ? FormatAppsTable(items)
+                                         : FormatEndpointsTable(items);
   std::fputs(table.c_str(), ctx.out);
   return 0;
 }
@@ -252,7 +318,7 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
   if (!a.ok()) return Fail(ctx, "delete", ToStd(a.status().message()), 2);
   // (namespace, name, where) of each service to delete.
   struct Target {
-    std::string ns, name, where;
+    std::string kind, ns, name, where;
   };
   std::vector<Target> targets;
   if (!a->files.empty()) {
@@ -262,28 +328,30 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
     absl::StatusOr<std::vector<Document>> docs = ReadDocuments(a->files);
     if (!docs.ok()) return Fail(ctx, "delete", ToStd(docs.status().message()));
     for (const Document& d : *docs) {
-      if (!d.json.is_object() || d.json.value("kind", "") != "Service") {
-        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service can be deleted here"));
+      std::string doc_kind = d.json.is_object() ? d.json.value("kind", "") : "";
+      if (doc_kind != "Service" && doc_kind != "App") {
+        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service and App can be deleted here"));
       }
       Json meta = d.json.value("metadata", Json::object());
       if (!meta.is_object() || !meta.contains("name") || !meta["name"].is_string()) {
         return Fail(ctx, "delete", StrCat(d.where, ": metadata.name: required"));
       }
       std::string ns = meta.value("namespace", a->ns.empty() ? "default" : a->ns);
-      targets.push_back({ns, meta["name"], d.where});
+      targets.push_back({d.json["kind"] == "App" ? "apps" : "services", ns, meta["name"], d.where});
     }
   } else {
-    if (a->positional.size() < 2 || Kind(a->positional[0]) != "services") {
-      return Fail(ctx, "delete", "usage: delete service NAME [-n NS] | delete -f FILE", 2);
+    std::string kind = a->positional.empty() ? "" : Kind(a->positional[0]);
+    if (a->positional.size() < 2 || (kind != "services" && kind != "apps")) {
+      return Fail(ctx, "delete", "usage: delete service|app NAME [-n NS] | delete -f FILE", 2);
     }
     for (size_t i = 1; i < a->positional.size(); ++i) {
-      targets.push_back({a->ns.empty() ? "default" : a->ns, a->positional[i], ""});
+      targets.push_back({kind, a->ns.empty() ? "default" : a->ns, a->positional[i], ""});
     }
   }
   int code = 0;
   for (const Target& t : targets) {
     absl::StatusOr<Reply> reply =
-        Request(ctx, "DELETE", StrCat("/v1/services/", t.ns, "/", t.name));
+        Request(ctx, "DELETE", StrCat("/v1/", t.kind, "/", t.ns, "/", t.name));
     if (!reply.ok()) {
       PrintUnreachable(ctx, reply.status());
       return 1;
@@ -293,7 +361,7 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
       code = 1;
       continue;
     }
-    std::fprintf(ctx.out, "service/%s deleted\n", t.name.c_str());
+    std::fprintf(ctx.out, "%s/%s deleted\n", t.kind == "apps" ? "app" : "service", t.name.c_str());
   }
   return code;
 }

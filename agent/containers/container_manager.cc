@@ -154,6 +154,8 @@ absl::StatusOr<RunRequest> RunRequestFromJson(const Json& j) {
   RETURN_IF_ERROR(GetField(j, "network", &r.network));
   RETURN_IF_ERROR(GetField(j, "namespace", &r.pod_namespace));
   RETURN_IF_ERROR(GetField(j, "readyOnAttach", &r.ready_on_attach));
+  RETURN_IF_ERROR(GetField(j, "workdir", &r.workdir));
+  RETURN_IF_ERROR(GetField(j, "pidsLimit", &r.pids_limit));
   ASSIGN_OR_RETURN(r.ports, PortsFromJson(j.value("ports", Json()), "ports"));
   if (r.image.empty()) return absl::InvalidArgumentError("image is required");
   return r;
@@ -164,7 +166,8 @@ Json RunRequestToJson(const RunRequest& r) {
               {"env", r.env},       {"volumes", r.volumes}, {"cpus", r.cpus},
               {"memoryBytes", r.memory_bytes}, {"ports", PortsToJson(r.ports)},
               {"labels", r.labels}, {"hostname", r.hostname}, {"network", r.network},
-              {"namespace", r.pod_namespace}, {"readyOnAttach", r.ready_on_attach}};
+              {"namespace", r.pod_namespace}, {"readyOnAttach", r.ready_on_attach},
+              {"workdir", r.workdir}, {"pidsLimit", r.pids_limit}};
 }
 
 Json ContainerViewToJson(const ContainerView& v) {
@@ -554,6 +557,8 @@ absl::StatusOr<ContainerView> ContainerManager::Run(const RunRequest& req) {
   spec.hostname = r.hostname;
   spec.cpus = req.cpus;
   spec.memory_bytes = req.memory_bytes;
+  spec.workdir = req.workdir;
+  spec.pids_limit = req.pids_limit;
   spec.netns_path = net ? r.netns : "";
   absl::StatusOr<runtime::ContainerStatus> st = supervisor_->Run(spec);
   if (!st.ok()) return undo(st.status());

@@ -77,6 +77,8 @@ struct RunRequest {
   // attached (false: LOOM_READY=false, for replicas gated on a readiness probe).
   std::string pod_namespace = "default";
   bool ready_on_attach = true;
+  std::string workdir;     // empty: the image's
+  int64_t pids_limit = 0;  // 0: unlimited
 };
 absl::StatusOr<RunRequest> RunRequestFromJson(const Json& j);
 Json RunRequestToJson(const RunRequest& r);

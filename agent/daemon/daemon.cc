@@ -183,7 +183,13 @@ absl::Status Daemon::Start() {
                           [this]() -> std::shared_ptr<const ServiceState> {
                             ServiceController* c = live_controller_.load();
                             return c == nullptr ? nullptr : c->Current();
+                          },
+                          [this](const Json& manifest) {
+                            return ApplyAppManifest(live_apps_.load(), manifest);
                           }});
+    RegisterAppRoutes(api_router, {[this] { return live_apps_.load(); },
+                                   [this] { return live_events_.load(); },
+                                   [this] { return open_store_.load(); }});
     containers::RegisterContainerRoutes(
         api_router, [this] { return live_containers_.load(); },
         [this] {
@@ -293,6 +299,10 @@ absl::Status Daemon::StartServicesAndDns() {
   }
   service_registry_ = std::make_unique<ServiceRegistry>(store_.get(), ro);
   live_services_.store(service_registry_.get());
+  app_registry_ = std::make_unique<AppRegistry>(store_.get());
+  event_log_ = std::make_unique<EventLog>(store_.get());
+  live_apps_.store(app_registry_.get());
+  live_events_.store(event_log_.get());
 
   NodeDnsOptions dno;
   dno.ip = config_.dns_addr.host;
@@ -340,10 +350,20 @@ absl::Status Daemon::StartContainers() {
   o.cluster_domain = config_.cluster_domain;
   ASSIGN_OR_RETURN(containers_, containers::ContainerManager::Open(o));
   live_containers_.store(containers_.get());
-  return absl::OkStatus();
+
+  // The App reconciler runs this node's replicas as containers.
+  replicas_ = std::make_unique<ContainerReplicas>(containers_.get(), store_.get(), config_.node_name,
+                                                  StrCat(config_.state_dir, "/apps"));
+  AppControllerOptions ao;
+  ao.reconciler.node = config_.node_name;
+  app_controller_ = std::make_unique<AppController>(store_.get(), replicas_.get(), event_log_.get(), ao);
+  return app_controller_->Start();
 }
 
 void Daemon::StopServicesAndDns() {
+  live_apps_.store(nullptr);
+  live_events_.store(nullptr);
+  if (app_controller_) app_controller_->Stop();
   live_controller_.store(nullptr);
   live_dns_.store(nullptr);
   live_services_.store(nullptr);
@@ -370,7 +390,11 @@ void Daemon::Undo() {
 
 void Daemon::ReleaseComponents() {
   // Consumers of the store before the store, servers last. Containers keep running.
+  app_controller_.reset();
+  replicas_.reset();
   containers_.reset();
+  event_log_.reset();
+  app_registry_.reset();
   service_controller_.reset();
   node_dns_.reset();
   service_registry_.reset();

@@ -16,6 +16,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/daemon/config.h"
+#include "agent/apps/app_api.h"
+#include "agent/apps/app_controller.h"
+#include "agent/apps/app_registry.h"
+#include "agent/apps/container_replicas.h"
+#include "agent/apps/event_log.h"
 #include "agent/cni_api/cni_api.h"
 #include "agent/containers/container_manager.h"
 #include "agent/daemon/node_registrar.h"
@@ -97,6 +102,14 @@ class Daemon {
   std::atomic<ServiceController*> live_controller_{nullptr};
   std::atomic<NodeDns*> live_dns_{nullptr};
   std::unique_ptr<containers::ContainerManager> containers_;
+  // Declared Apps (issue 9): the registry behind /v1/apply and /v1/apps, the event
+  // log, and the reconciler running this node's replicas as containers.
+  std::unique_ptr<AppRegistry> app_registry_;
+  std::unique_ptr<EventLog> event_log_;
+  std::unique_ptr<ContainerReplicas> replicas_;
+  std::unique_ptr<AppController> app_controller_;
+  std::atomic<AppRegistry*> live_apps_{nullptr};
+  std::atomic<EventLog*> live_events_{nullptr};
   std::atomic<containers::ContainerManager*> live_containers_{nullptr};
   absl::Mutex containers_error_mu_;
   std::string containers_error_ ABSL_GUARDED_BY(containers_error_mu_);

@@ -53,6 +53,7 @@ http::Response HandleApply(const ObjectApiDeps& deps, const http::Request& r) {
     }
     return http::Response::JsonBody(200, body);
   }
+  if (kind == "App" && deps.apply_app) return deps.apply_app(*manifest);
   if (kind == "App" || kind == "Ingress") {
     return http::Response::Error(400, StrCat("kind: \"", kind, "\" is not served by this loomd yet"));
   }

@@ -1,5 +1,5 @@
 // The objects part of loomd's local API:
-//   POST   /v1/apply                      one manifest (JSON); kind Service for now
+//   POST   /v1/apply                      one manifest (JSON); kind Service, or App (agent/apps)
 //          -> {"kind", "namespace", "name", "result": created|configured|unchanged, "object"}
 //   GET    /v1/services[/<ns>[/<name>]]   {"items": [...]} or one object
 //   DELETE /v1/services/<ns>/<name>       {"kind", "namespace", "name", "result": "deleted"}
@@ -22,6 +22,8 @@ struct ObjectApiDeps {
   std::function<ServiceRegistry*()> services;
   // Null until the controller published its first snapshot.
   std::function<std::shared_ptr<const ServiceState>()> state;
+  // POST /v1/apply for kind App (agent/apps); unset: not served.
+  std::function<http::Response(const Json&)> apply_app;
 };
 
 void RegisterObjectRoutes(http::Router& router, ObjectApiDeps deps);

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/cni_node.h"
+#include "tests/integration/runtime_node.h"
 #include "tests/testing/command.h"
 #include "tests/testing/privileged.h"
 #include "tests/testing/status_matchers.h"
@@ -55,86 +56,26 @@ class RuntimeIntegrationTest : public ::testing::Test {
   void Start(const std::string& network = "loom") {
     LOOM_REQUIRE_ROOT();
     LOOM_REQUIRE(::access(runtime::testing::kHostBusybox, X_OK) == 0, "/bin/busybox (busybox-static)");
-    static std::atomic<int> n{0};
-    cgroup_parent_ = StrCat("loom-it-", ::getpid(), "-", n++);
-    conf_dir_ = StrCat("/tmp/loom-rt-it-conf-", cgroup_parent_);
-    ASSERT_TRUE(fs::create_directories(conf_dir_));
-    std::string bin_dir = LOOM_BIN_DIR;
-    absl::StatusOr<std::unique_ptr<testing::CniNode>> node = testing::CniNode::Create(
-        {StrCat("--cni-conf-dir=", conf_dir_),
-         StrCat("--cni-bin-dir=", network == "bridge" ? "/usr/lib/cni" : bin_dir),
-         StrCat("--cgroup-root=/sys/fs/cgroup/", cgroup_parent_)},
-        /*host_mounts=*/true);
-    ASSERT_OK(node.status());
-    node_ = *std::move(node);
-    if (network == "loom") {
-      WriteConf(StrCat(R"({"cniVersion":"1.1.0","name":"loom","plugins":[{"type":"loom","socket":")",
-                       node_->socket(), R"("}]})"));
-    } else if (network == "bridge") {
+    if (network == "bridge") {
       LOOM_REQUIRE(::access("/usr/lib/cni/bridge", X_OK) == 0, "the reference CNI plugins in /usr/lib/cni");
-      WriteConf(StrCat(R"({"cniVersion":"1.0.0","name":"br","plugins":[{"type":"bridge","bridge":"lmbr0",)"
-                       R"("isGateway":true,"ipam":{"type":"host-local","dataDir":")",
-                       node_->dir(), R"(/host-local","ranges":[[{"subnet":"10.99.0.0/24"}]],)"
-                       R"("routes":[{"dst":"0.0.0.0/0"}]}}]})"));
     }
-    const std::string rootfs = StrCat(node_->dir(), "/busybox-rootfs");
-    ASSERT_OK(runtime::testing::MakeBusyboxRootfs(rootfs));
-    ASSERT_OK(runtime::testing::MakeOciLayout(rootfs, StrCat(node_->dir(), "/busybox-oci"), "busybox:test"));
-    testing::CommandResult r = Ctl({"image", "import", StrCat(node_->dir(), "/busybox-oci"), "busybox"});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    absl::StatusOr<std::unique_ptr<testing::RuntimeNode>> rt = testing::RuntimeNode::Create(network);
+    ASSERT_OK(rt.status());
+    rt_ = *std::move(rt);
+    node_ = &rt_->node();
+    cgroup_parent_ = rt_->cgroup_parent();
+    conf_dir_ = rt_->conf_dir();
   }
 
-  void WriteConf(const std::string& text) {
-    std::ofstream(StrCat(conf_dir_, "/10-test.conflist")) << text;
-  }
+  void WriteConf(const std::string& text) { rt_->WriteConf(text); }
 
   void TearDown() override {
-    if (node_) {
-      // Whatever a failed test left running, through loomd (started again if need be).
-      testing::CommandResult ps = Ctl({"ps", "-a", "-o", "json"});
-      if (ps.exit_code != 0 && node_->StartLoomd().ok()) ps = Ctl({"ps", "-a", "-o", "json"});
-      absl::StatusOr<Json> list = ParseJson(ps.out);
-      if (list.ok() && list->contains("items")) {
-        for (const Json& c : (*list)["items"]) Ctl({"rm", "-f", c.value("id", "")});
-      }
-      (void)node_->StopLoomd(SIGKILL);
-      // Then by force: processes in the test's cgroups, pins under its folder.
-      for (const char* ctrl : {"memory", "cpu", "pids"}) {
-        const std::string parent = StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_);
-        std::error_code ec;
-        for (const auto& e : fs::directory_iterator(parent, ec)) {
-          if (!e.is_directory()) continue;
-          for (absl::string_view p : absl::StrSplit(Slurp(e.path().string() + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
-            int pid;
-            if (absl::SimpleAtoi(p, &pid)) ::kill(pid, SIGKILL);
-          }
-          absl::SleepFor(absl::Milliseconds(100));
-          ::rmdir(e.path().c_str());
-        }
-      }
-      for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mountinfo"), '\n', absl::SkipEmpty())) {
-        std::vector<std::string> f = absl::StrSplit(line, ' ');
-        if (f.size() > 4 && f[4].rfind(node_->dir(), 0) == 0) {
-          ADD_FAILURE() << "mount left: " << f[4];
-          ::umount2(f[4].c_str(), MNT_DETACH);
-        }
-      }
-      node_.reset();
-    }
-    for (const char* ctrl : {"memory", "cpu", "pids"}) {
-      if (!cgroup_parent_.empty()) ::rmdir(StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_).c_str());
-    }
-    if (!conf_dir_.empty()) {
-      std::error_code ec;
-      fs::remove_all(conf_dir_, ec);
-    }
+    node_ = nullptr;
+    rt_.reset();
   }
 
   testing::CommandResult Ctl(std::vector<std::string> args, absl::Duration timeout = absl::Seconds(90)) {
-    args.insert(args.begin(), {StrCat(LOOM_BIN_DIR, "/loomctl"), StrCat("--socket=", node_->socket())});
-    absl::StatusOr<testing::CommandResult> r = testing::RunCommand(args, timeout);
-    if (!r.ok()) return {-1, "", std::string(r.status().message())};
-    return *r;
+    return rt_->Ctl(std::move(args), timeout);
   }
   std::string RunDetached(std::vector<std::string> args) {
     args.insert(args.begin(), {"run", "-d"});
@@ -223,7 +164,8 @@ class RuntimeIntegrationTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<testing::CniNode> node_;
+  std::unique_ptr<testing::RuntimeNode> rt_;
+  testing::CniNode* node_ = nullptr;
   std::string cgroup_parent_;
   std::string conf_dir_;
 };

@@ -1,0 +1,122 @@
+#include "tests/integration/runtime_node.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "common/json.h"
+#include "common/status.h"
+#include "common/strings.h"
+#include "gtest/gtest.h"
+#include "tests/unit/runtime/busybox_image.h"
+
+namespace loom::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RuntimeNode>> RuntimeNode::Create(const std::string& network,
+                                                                  std::vector<std::string> loomd_flags) {
+  std::unique_ptr<RuntimeNode> rt(new RuntimeNode());
+  static std::atomic<int> n{0};
+  rt->cgroup_parent_ = StrCat("loom-it-", ::getpid(), "-", n++);
+  rt->conf_dir_ = StrCat("/tmp/loom-rt-it-conf-", rt->cgroup_parent_);
+  fs::create_directories(rt->conf_dir_);
+  std::string bin_dir = LOOM_BIN_DIR;
+  loomd_flags.push_back(StrCat("--cni-conf-dir=", rt->conf_dir_));
+  loomd_flags.push_back(StrCat("--cni-bin-dir=", network == "bridge" ? "/usr/lib/cni" : bin_dir));
+  loomd_flags.push_back(StrCat("--cgroup-root=/sys/fs/cgroup/", rt->cgroup_parent_));
+  ASSIGN_OR_RETURN(rt->node_, CniNode::Create(loomd_flags, /*host_mounts=*/true));
+  if (network == "loom") {
+    rt->WriteConf(StrCat(R"({"cniVersion":"1.1.0","name":"loom","plugins":[{"type":"loom","socket":")",
+                         rt->node_->socket(), R"("}]})"));
+  } else if (network == "bridge") {
+    rt->WriteConf(StrCat(R"({"cniVersion":"1.0.0","name":"br","plugins":[{"type":"bridge","bridge":"lmbr0",)"
+                         R"("isGateway":true,"ipam":{"type":"host-local","dataDir":")",
+                         rt->node_->dir(), R"(/host-local","ranges":[[{"subnet":"10.99.0.0/24"}]],)"
+                         R"("routes":[{"dst":"0.0.0.0/0"}]}}]})"));
+  }
+  const std::string rootfs = StrCat(rt->node_->dir(), "/busybox-rootfs");
+  RETURN_IF_ERROR(runtime::testing::MakeBusyboxRootfs(rootfs));
+  RETURN_IF_ERROR(runtime::testing::MakeOciLayout(rootfs, StrCat(rt->node_->dir(), "/busybox-oci"), "busybox:test"));
+  CommandResult r = rt->Ctl({"image", "import", StrCat(rt->node_->dir(), "/busybox-oci"), "busybox"});
+  if (r.exit_code != 0) return absl::InternalError(StrCat("image import: ", r.err));
+  return rt;
+}
+
+void RuntimeNode::WriteConf(const std::string& text) {
+  std::ofstream(StrCat(conf_dir_, "/10-test.conflist")) << text;
+}
+
+CommandResult RuntimeNode::Ctl(std::vector<std::string> args, absl::Duration timeout) {
+  args.insert(args.begin(), {StrCat(LOOM_BIN_DIR, "/loomctl"), StrCat("--socket=", node_->socket())});
+  absl::StatusOr<CommandResult> r = RunCommand(args, timeout);
+  if (!r.ok()) return {-1, "", std::string(r.status().message())};
+  return *r;
+}
+
+RuntimeNode::~RuntimeNode() {
+  if (node_) {
+    // Whatever a test left running, through loomd (started again if need be).
+    CommandResult ps = Ctl({"ps", "-a", "-o", "json"});
+    if (ps.exit_code != 0 && node_->StartLoomd().ok()) ps = Ctl({"ps", "-a", "-o", "json"});
+    // Apps first, or their reconciler starts the replicas again.
+    CommandResult apps = Ctl({"get", "apps", "-A", "-o", "json"});
+    absl::StatusOr<Json> app_list = ParseJson(apps.out);
+    if (app_list.ok() && app_list->contains("items")) {
+      for (const Json& a : (*app_list)["items"]) {
+        Ctl({"delete", "app", a["metadata"].value("name", ""), "-n", a["metadata"].value("namespace", "default")});
+      }
+    }
+    absl::StatusOr<Json> list = ParseJson(ps.out);
+    if (list.ok() && list->contains("items")) {
+      for (const Json& c : (*list)["items"]) Ctl({"rm", "-f", c.value("id", "")});
+    }
+    (void)node_->StopLoomd(SIGKILL);
+    // Then by force: processes in the test's cgroups, mounts under its folder.
+    for (const char* ctrl : {"memory", "cpu", "pids"}) {
+      const std::string parent = StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_);
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(parent, ec)) {
+        if (!e.is_directory()) continue;
+        for (absl::string_view p : absl::StrSplit(Slurp(e.path().string() + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
+          int pid;
+          if (absl::SimpleAtoi(p, &pid)) ::kill(pid, SIGKILL);
+        }
+        absl::SleepFor(absl::Milliseconds(100));
+        ::rmdir(e.path().c_str());
+      }
+    }
+    for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mountinfo"), '\n', absl::SkipEmpty())) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      if (f.size() > 4 && f[4].rfind(node_->dir(), 0) == 0) {
+        ADD_FAILURE() << "mount left: " << f[4];
+        ::umount2(f[4].c_str(), MNT_DETACH);
+      }
+    }
+    node_.reset();
+  }
+  for (const char* ctrl : {"memory", "cpu", "pids"}) {
+    ::rmdir(StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_).c_str());
+  }
+  std::error_code ec;
+  fs::remove_all(conf_dir_, ec);
+}
+
+}  // namespace loom::testing
