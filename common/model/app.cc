@@ -162,8 +162,19 @@ absl::StatusOr<std::vector<AppFile>> ParseFiles(const Json& spec, std::string_vi
     if (file.content.size() > 1024 * 1024) {
       return Invalid(FieldPath(path, "content"), "larger than 1 MiB");
     }
-    ASSIGN_OR_RETURN(int64_t mode, GetIntOr(f, "mode", path, default_mode));
-    if (mode < 0 || mode > 0777) return Invalid(FieldPath(path, "mode"), "must be 0..0777");
+    // A number (decimal, as JSON has no octal), or an octal string: "0755".
+    int64_t mode = default_mode;
+    if (auto m = f.find("mode"); m != f.end() && m->is_string()) {
+      std::string text = m->get<std::string>();
+      char* end = nullptr;
+      mode = std::strtoll(text.c_str(), &end, 8);
+      if (text.empty() || *end != '\0') {
+        return Invalid(FieldPath(path, "mode"), StrCat("\"", text, "\" is not an octal mode like \"0644\""));
+      }
+    } else {
+      ASSIGN_OR_RETURN(mode, GetIntOr(f, "mode", path, default_mode));
+    }
+    if (mode < 0 || mode > 0777) return Invalid(FieldPath(path, "mode"), "must be 0..0777 (octal 0 to 0777)");
     file.mode = static_cast<uint32_t>(mode);
     out.push_back(std::move(file));
   }

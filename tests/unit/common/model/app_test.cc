@@ -58,6 +58,13 @@ TEST(AppTest, ParsesEveryFieldAndRoundTrips) {
   EXPECT_EQ(app.max_unavailable.Resolve(3, false), 0);
   EXPECT_EQ(app.secret_files[0].mode, 0600u);
   EXPECT_EQ(app.config_files[0].mode, 0644u);
+  ASSERT_OK_AND_ASSIGN(App modes, AppFromManifest(Yaml(
+      "kind: App\nmetadata: {name: a}\nspec: {image: x, configFiles: [{path: /a, mode: \"0755\"}, "
+      "{path: /b, mode: 420}]}\n")));
+  EXPECT_EQ(modes.config_files[0].mode, 0755u);
+  EXPECT_EQ(modes.config_files[1].mode, 0644u);
+  EXPECT_FALSE(AppFromManifest(Yaml("kind: App\nmetadata: {name: a}\nspec: {image: x, "
+                                    "configFiles: [{path: /a, mode: \"0789\"}]}\n")).ok());
 
   ASSERT_OK_AND_ASSIGN(App again, AppFromManifest(AppToManifest(app, true)));
   EXPECT_EQ(again, app);
