@@ -116,6 +116,34 @@ std::optional<uint32_t> BackendIdAllocator::Find(const BackendAddress& backend) 
   return it->second.id;
 }
 
+absl::Status BackendIdAllocator::Restore(const BackendAddress& backend, uint32_t id,
+                                         uint32_t refs) {
+  if (id == 0 || id > max_id_) {
+    return absl::InvalidArgumentError(StrCat("restored backend id ", id, " out of range"));
+  }
+  if (!entries_.emplace(backend, Entry{id, refs}).second) {
+    return absl::AlreadyExistsError(StrCat("backend ", backend.ToString(), " restored twice"));
+  }
+  std::erase(released_, id);
+  next_fresh_ = std::max<uint64_t>(next_fresh_, uint64_t{id} + 1);
+  return absl::OkStatus();
+}
+
+std::vector<std::pair<BackendAddress, uint32_t>> BackendIdAllocator::TakeUnreferenced() {
+  std::vector<std::pair<BackendAddress, uint32_t>> out;
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    if (it->second.refs == 0) {
+      out.emplace_back(it->first, it->second.id);
+      released_.push_back(it->second.id);
+      entries_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
+}
+
 std::string MapOp::ToString() const {
   switch (kind) {
     case Kind::kPutBackend:

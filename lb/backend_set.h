@@ -95,6 +95,15 @@ class BackendIdAllocator {
   std::optional<uint32_t> Find(const BackendAddress& backend) const;
   size_t size() const { return entries_.size(); }
 
+  // After a restart: `backend` already holds `id` in the maps, with `refs` references
+  // (the recovered frontends whose slots name it; 0 for one only kept for draining).
+  // Fresh ids continue above every restored one. Ids come from the backends map's keys,
+  // so they are distinct; an address restored twice is an error.
+  absl::Status Restore(const BackendAddress& backend, uint32_t id, uint32_t refs);
+  // Removes and returns the restored entries no plan referenced since (their ids are
+  // released), so that the caller deletes them from the maps.
+  std::vector<std::pair<BackendAddress, uint32_t>> TakeUnreferenced();
+
  private:
   struct Entry {
     uint32_t id;
@@ -138,6 +147,13 @@ struct ProgrammedService {
   };
   std::vector<Frontend> frontends;  // sorted by frontend
   friend bool operator==(const ProgrammedService&, const ProgrammedService&) = default;
+};
+
+// Everything the maps hold, service names aside (the maps do not know them): what a
+// restarted owner starts from.
+struct ProgrammedMaps {
+  std::vector<ProgrammedService::Frontend> frontends;  // sorted by frontend
+  std::vector<std::pair<uint32_t, BackendAddress>> backends;  // sorted by id
 };
 
 struct UpdatePlan {

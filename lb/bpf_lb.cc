@@ -11,9 +11,16 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <net/if.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 
 #include "common/log.h"
 #include "common/status.h"
@@ -117,6 +124,41 @@ absl::Status Delete(int fd, const void* key, std::string_view what) {
   return BpfStatus(err, StrCat("delete ", what));
 }
 
+ServiceFrontend FrontendFromKey(uint64_t key) {
+  return {net::Ipv4Address::FromHostOrder(static_cast<uint32_t>(key >> 32)),
+          static_cast<uint16_t>((key >> 8) & 0xffff),
+          ProtocolFromNumber(key & 0xff).value_or(model::Protocol::kTcp)};
+}
+
+// Runs fn(0..n-1) on up to `max_threads` threads; the first error wins. For calls
+// that mostly sleep in the kernel (RCU grace periods), not for CPU work.
+absl::Status ParallelFor(size_t n, size_t max_threads, const std::function<absl::Status(size_t)>& fn) {
+  if (n == 0) return absl::OkStatus();
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  absl::Status first;
+  auto worker = [&] {
+    for (size_t i = next++; i < n; i = next++) {
+      absl::Status s = fn(i);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        first.Update(s);
+      }
+    }
+  };
+  size_t threads = std::min(n, max_threads);
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (std::thread& t : pool) t.join();
+  return first;
+}
+
+// Outer-map updates in flight at once: each sleeps for a grace period, so the number
+// bounds threads, not CPU.
+constexpr size_t kTableThreads = 32;
+
 std::vector<bpf_program*> SockPrograms(sock_lb* s) {
   return {s->progs.lb_connect4, s->progs.lb_sendmsg4, s->progs.lb_recvmsg4,
           s->progs.lb_getpeername4};
@@ -164,7 +206,8 @@ absl::Status BpfLoadBalancer::Load() {
 
 absl::Status BpfLoadBalancer::PinPrograms() {
   std::vector<bpf_program*> progs = SockPrograms(sock_);
-  progs.push_back(tc_->progs.lb_tc);
+  progs.push_back(tc_->progs.lb_tc_from_pod);
+  progs.push_back(tc_->progs.lb_tc_to_pod);
   for (bpf_program* prog : progs) {
     std::string path = StrCat(dir_, "/prog_", bpf_program__name(prog));
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -258,7 +301,8 @@ absl::Status BpfLoadBalancer::AttachTc(int ifindex) {
     if (err != 0 && err != -EEXIST) {
       return BpfStatus(err, StrCat("create clsact on ifindex ", ifindex));
     }
-    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(tc_->progs.lb_tc),
+    bpf_program* prog = point == BPF_TC_INGRESS ? tc_->progs.lb_tc_from_pod : tc_->progs.lb_tc_to_pod;
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(prog),
                 .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
     RETURN_IF_ERROR(BpfStatus(bpf_tc_attach(&hook, &opts),
                               StrCat("attach tc_lb to ifindex ", ifindex)));
@@ -280,9 +324,35 @@ absl::Status BpfLoadBalancer::DetachTc(int ifindex) {
   return absl::OkStatus();
 }
 
-void BpfLoadBalancer::SetFrontendOptions(const ServiceFrontend& frontend,
-                                         FrontendOptions options) {
-  options_[FrontendKey(frontend)] = options;
+absl::Status BpfLoadBalancer::SetFrontendOptions(const ServiceFrontend& frontend,
+                                                 FrontendOptions options) {
+  uint64_t key = FrontendKey(frontend);
+  options_[key] = options;
+  auto it = frontends_.find(key);
+  if (it == frontends_.end() || it->second.rev_nat_id == 0 || it->second.options == options) {
+    return absl::OkStatus();
+  }
+  it->second.options = options;
+  return WriteFrontendValue(frontend, it->second);
+}
+
+absl::Status BpfLoadBalancer::WriteFrontendValue(const ServiceFrontend& fe, const Frontend& f) {
+  lb_service_key key = ServiceKey(fe, 0);
+  lb_service value{};
+  value.backend_id = f.count;
+  value.rev_nat_id = f.rev_nat_id;
+  value.flags = f.options.client_ip_affinity ? LB_SVC_AFFINITY : 0;
+  value.affinity_timeout_s = f.options.affinity_timeout_s;
+  return Update(map_fds().services, &key, &value, StrCat("service ", fe.ToString()));
+}
+
+absl::Status BpfLoadBalancer::AssignRevNat(const ServiceFrontend& fe, Frontend& f) {
+  f.rev_nat_id = next_rev_nat_id_++;
+  if (next_rev_nat_id_ == 0) next_rev_nat_id_ = 1;
+  lb_rev_nat rev{};
+  rev.vip = fe.vip.ToNetworkOrder();
+  rev.port = htons(fe.port);
+  return Update(map_fds().rev_nat, &f.rev_nat_id, &rev, "rev_nat");
 }
 
 uint32_t BpfLoadBalancer::RevNatId(const ServiceFrontend& frontend) const {
@@ -357,30 +427,16 @@ absl::Status BpfLoadBalancer::FlushMaglev() {
 }
 
 absl::Status BpfLoadBalancer::WriteCount(const ServiceFrontend& fe, uint32_t count) {
-  LbMapFds fds = map_fds();
   uint64_t fkey = FrontendKey(fe);
   Frontend& f = frontends_[fkey];
   if (auto it = options_.find(fkey); it != options_.end()) f.options = it->second;
-  if (f.rev_nat_id == 0) {
-    f.rev_nat_id = next_rev_nat_id_++;
-    if (next_rev_nat_id_ == 0) next_rev_nat_id_ = 1;
-    lb_rev_nat rev{};
-    rev.vip = fe.vip.ToNetworkOrder();
-    rev.port = htons(fe.port);
-    RETURN_IF_ERROR(Update(fds.rev_nat, &f.rev_nat_id, &rev, "rev_nat"));
-  }
+  if (f.rev_nat_id == 0) RETURN_IF_ERROR(AssignRevNat(fe, f));
   f.count = count;
   std::vector<uint32_t> live(f.slot_ids.begin(),
                              f.slot_ids.begin() + std::min<size_t>(count, f.slot_ids.size()));
   RETURN_IF_ERROR(WriteMaglev(f.rev_nat_id, live));
   maglev_dirty_.erase(fkey);
-  lb_service_key key = ServiceKey(fe, 0);
-  lb_service value{};
-  value.backend_id = count;
-  value.rev_nat_id = f.rev_nat_id;
-  value.flags = f.options.client_ip_affinity ? LB_SVC_AFFINITY : 0;
-  value.affinity_timeout_s = f.options.affinity_timeout_s;
-  return Update(fds.services, &key, &value, StrCat("service ", fe.ToString()));
+  return WriteFrontendValue(fe, f);
 }
 
 absl::Status BpfLoadBalancer::DeleteFrontend(const ServiceFrontend& fe) {
@@ -390,9 +446,14 @@ absl::Status BpfLoadBalancer::DeleteFrontend(const ServiceFrontend& fe) {
   RETURN_IF_ERROR(Delete(fds.services, &key, StrCat("service ", fe.ToString())));
   if (it == frontends_.end() || it->second.rev_nat_id == 0) return absl::OkStatus();
   uint32_t rev = it->second.rev_nat_id;
-  RETURN_IF_ERROR(Delete(fds.maglev, &rev, "maglev table"));
-  RETURN_IF_ERROR(Delete(fds.rev_nat, &rev, "rev_nat"));
+  if (defer_table_deletes_) {
+    deferred_table_deletes_.push_back(rev);
+  } else {
+    RETURN_IF_ERROR(Delete(fds.maglev, &rev, "maglev table"));
+    RETURN_IF_ERROR(Delete(fds.rev_nat, &rev, "rev_nat"));
+  }
   it->second.rev_nat_id = 0;
+  it->second.count = 0;
   if (it->second.slot_ids.empty()) frontends_.erase(it);
   return absl::OkStatus();
 }
@@ -457,6 +518,105 @@ absl::Status BpfLoadBalancer::Apply(const UpdatePlan& plan) {
   return FlushMaglev();
 }
 
+absl::Status BpfLoadBalancer::ApplyAll(std::span<const UpdatePlan> plans) {
+  LbMapFds fds = map_fds();
+  // New frontends: a rev-NAT id and an empty table each, the tables inserted by
+  // several threads. An empty table (all ids 0) sends the data path to the slots, and
+  // the frontend does not resolve before its count is written anyway.
+  std::vector<uint32_t> new_tables;
+  for (const UpdatePlan& plan : plans) {
+    for (const MapOp& op : plan.ops) {
+      if (op.kind != MapOp::Kind::kPutServiceCount) continue;
+      Frontend& f = frontends_[FrontendKey(op.frontend)];
+      if (f.rev_nat_id != 0) continue;
+      RETURN_IF_ERROR(AssignRevNat(op.frontend, f));
+      new_tables.push_back(f.rev_nat_id);
+    }
+  }
+  RETURN_IF_ERROR(ParallelFor(new_tables.size(), kTableThreads, [&](size_t i) -> absl::Status {
+    LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_MMAPABLE);
+    int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(__u32), sizeof(__u32),
+                               LB_MAGLEV_SIZE, &create);
+    if (inner < 0) return BpfStatus(inner, "create maglev table");
+    absl::Status s = Update(fds.maglev, &new_tables[i], &inner, "maglev table");
+    close(inner);
+    return s;
+  }));
+
+  defer_table_deletes_ = true;
+  absl::Status status;
+  for (const UpdatePlan& plan : plans) {
+    status = Apply(plan);
+    if (!status.ok()) break;
+  }
+  defer_table_deletes_ = false;
+  std::vector<uint32_t> gone = std::move(deferred_table_deletes_);
+  deferred_table_deletes_.clear();
+  status.Update(ParallelFor(gone.size(), kTableThreads, [&](size_t i) -> absl::Status {
+    RETURN_IF_ERROR(Delete(fds.maglev, &gone[i], "maglev table"));
+    return Delete(fds.rev_nat, &gone[i], "rev_nat");
+  }));
+  return status;
+}
+
+ProgrammedMaps BpfLoadBalancer::ReadProgrammed() const {
+  ProgrammedMaps out;
+  for (const auto& [key, f] : frontends_) {
+    ProgrammedService::Frontend pf;
+    pf.frontend = FrontendFromKey(key);
+    for (uint32_t id : f.slot_ids) {
+      auto b = backends_.find(id);
+      if (id != 0 && b != backends_.end()) pf.slots.push_back(b->second);
+    }
+    if (f.rev_nat_id == 0 && pf.slots.empty()) continue;
+    out.frontends.push_back(std::move(pf));
+  }
+  std::sort(out.frontends.begin(), out.frontends.end(),
+            [](const auto& a, const auto& b) { return a.frontend < b.frontend; });
+  for (const auto& [id, b] : backends_) out.backends.emplace_back(id, b);
+  std::sort(out.backends.begin(), out.backends.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+absl::StatusOr<int> BpfLoadBalancer::DetachTcEverywhere() {
+  struct if_nameindex* names = if_nameindex();
+  if (names == nullptr) return ErrnoToStatus(errno, "list interfaces");
+  int removed = 0;
+  absl::Status first;
+  for (struct if_nameindex* n = names; n->if_index != 0; ++n) {
+    int ifindex = static_cast<int>(n->if_index);
+    for (bpf_tc_attach_point point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+      LIBBPF_OPTS(bpf_tc_opts, query, .handle = kTcHandle, .priority = kTcPriority);
+      if (bpf_tc_query(&hook, &query) != 0) continue;
+      int prog = bpf_prog_get_fd_by_id(query.prog_id);
+      if (prog < 0) continue;
+      bpf_prog_info info{};
+      __u32 len = sizeof(info);
+      bool ours = bpf_obj_get_info_by_fd(prog, &info, &len) == 0 &&
+                  std::strncmp(info.name, "lb_tc_", 6) == 0;
+      close(prog);
+      if (!ours) continue;
+      LIBBPF_OPTS(bpf_tc_opts, detach, .handle = kTcHandle, .priority = kTcPriority);
+      int err = bpf_tc_detach(&hook, &detach);
+      if (err == 0) {
+        ++removed;
+      } else {
+        first.Update(BpfStatus(err, StrCat("detach tc_lb from ", n->if_name)));
+      }
+    }
+    if (std::string_view(n->if_name).substr(0, 2) == "lm") {
+      LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+                  .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
+      bpf_tc_hook_destroy(&hook);  // ENOENT when it has none
+    }
+  }
+  if_freenameindex(names);
+  if (!first.ok()) return first;
+  return removed;
+}
+
 std::vector<std::string> BpfLoadBalancer::PinNames() const {
   std::vector<std::string> names;
   bpf_map* map;
@@ -467,7 +627,8 @@ std::vector<std::string> BpfLoadBalancer::PinNames() const {
     names.push_back(StrCat("prog_", bpf_program__name(prog)));
     names.push_back(StrCat("link_", bpf_program__name(prog)));
   }
-  names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc)));
+  names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc_from_pod)));
+  names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc_to_pod)));
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
@@ -490,6 +651,9 @@ absl::Status BpfLoadBalancer::Uninstall() {
       first.Update(ErrnoToStatus(errno, StrCat("unlink ", path)));
     }
   }
+  if (rmdir(dir_.c_str()) != 0 && errno != ENOENT) {
+    first.Update(ErrnoToStatus(errno, StrCat("rmdir ", dir_)));
+  }
   LOG_INFO("lb: uninstalled", {"bpffs_dir", dir_});
   return first;
 }
@@ -506,6 +670,9 @@ LbMapFds BpfLoadBalancer::map_fds() const {
   return fds;
 }
 
-int BpfLoadBalancer::tc_prog_fd() const { return bpf_program__fd(tc_->progs.lb_tc); }
+int BpfLoadBalancer::tc_from_pod_fd() const {
+  return bpf_program__fd(tc_->progs.lb_tc_from_pod);
+}
+int BpfLoadBalancer::tc_to_pod_fd() const { return bpf_program__fd(tc_->progs.lb_tc_to_pod); }
 
 }  // namespace loom::lb

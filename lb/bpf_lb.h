@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,26 +61,47 @@ class BpfLoadBalancer {
   // through pinned links; links already pinned are switched to this owner's programs.
   absl::Status AttachCgroup(const std::string& cgroup_path);
 
-  // Attaches tc_lb to ingress and egress of `ifindex` (clsact created if missing,
+  // Attaches tc_lb's programs to ingress (from the pod) and egress (to it) of `ifindex` (clsact created if missing,
   // an earlier Loom filter replaced). Netns-aware by the caller: call it inside the
   // interface's namespace (net::RunInNetns).
   absl::Status AttachTc(int ifindex);
   absl::Status DetachTc(int ifindex);
 
-  // Affinity of a frontend; takes effect when its count is next written (Apply).
-  void SetFrontendOptions(const ServiceFrontend& frontend, FrontendOptions options);
+  // Affinity of a frontend: written at once when the frontend resolves, else when its
+  // count is first written (Apply).
+  absl::Status SetFrontendOptions(const ServiceFrontend& frontend, FrontendOptions options);
 
   // Executes the plan's operations in order. A frontend's Maglev table is rewritten
   // just before its count is written, or, when only slots changed, before the first
   // deletion: after the new backends and slots exist, before any surplus is deleted.
   absl::Status Apply(const UpdatePlan& plan);
 
+  // Executes several plans (each in order, the plans one after the other) with the
+  // Maglev tables of new frontends inserted, and those of removed frontends deleted,
+  // by a few threads at once: each update of the outer hash-of-maps waits for an RCU
+  // grace period (~10 ms here), and concurrent waiters share grace periods. A new
+  // frontend's table is in place (empty) before its slots are written; a removed
+  // frontend's table goes after the whole batch, once nothing resolves to it.
+  absl::Status ApplyAll(std::span<const UpdatePlan> plans);
+
+  // What the maps hold now (read back at Open, kept by Apply): every frontend with
+  // its slots' backends, and every backend with its id. A restarted owner rebuilds
+  // its allocator and its services' ProgrammedService from this.
+  ProgrammedMaps ReadProgrammed() const;
+
   // Detaches everything this owner attached (tc on the ifindexes it attached in this
-  // process, the cgroup links) and removes every pin under the directory.
+  // process, the cgroup links) and removes every pin under the directory, and the
+  // directory.
   absl::Status Uninstall();
 
+  // Detaches tc_lb from every interface of the calling thread's network namespace,
+  // whoever attached it (found by program name), and removes the clsact qdisc of Loom's
+  // pod veths ("lm..."), which only Loom uses. Returns how many filters it removed.
+  static absl::StatusOr<int> DetachTcEverywhere();
+
   LbMapFds map_fds() const;
-  int tc_prog_fd() const;
+  int tc_from_pod_fd() const;  // tc ingress of a pod's host veth: DNAT
+  int tc_to_pod_fd() const;    // tc egress: reverse NAT
   const std::string& bpffs_dir() const { return dir_; }
   // The frontend's reverse-NAT id, or 0 when it has none.
   uint32_t RevNatId(const ServiceFrontend& frontend) const;
@@ -100,6 +122,8 @@ class BpfLoadBalancer {
   absl::Status DeleteFrontend(const ServiceFrontend& fe);
   absl::Status FlushMaglev();
   absl::Status WriteMaglev(uint32_t rev_nat_id, const std::vector<uint32_t>& slot_ids);
+  absl::Status AssignRevNat(const ServiceFrontend& fe, Frontend& f);
+  absl::Status WriteFrontendValue(const ServiceFrontend& fe, const Frontend& f);
   std::vector<std::string> PinNames() const;
 
   std::string dir_;
@@ -112,6 +136,9 @@ class BpfLoadBalancer {
   absl::flat_hash_set<uint64_t> maglev_dirty_;  // slots changed, table not yet rewritten
   absl::flat_hash_map<uint32_t, BackendAddress> backends_;  // by id
   uint32_t next_rev_nat_id_ = 1;
+  // Inside ApplyAll: rev-NAT ids whose table and entry are deleted after the batch.
+  bool defer_table_deletes_ = false;
+  std::vector<uint32_t> deferred_table_deletes_;
 };
 
 }  // namespace loom::lb

@@ -161,6 +161,9 @@ absl::Status CniApi::Deregister(const ipam::AttachmentKey& key) {
 absl::StatusOr<std::optional<ipam::Allocation>> CniApi::Release(const ipam::AttachmentKey& key) {
   ASSIGN_OR_RETURN(std::optional<ipam::Allocation> released, ipam_->Release(key));
   RETURN_IF_ERROR(Deregister(key));
+  if (released && !released->host_veth.empty() && options_.on_pod_released) {
+    options_.on_pod_released(released->host_veth);
+  }
   return released;
 }
 
@@ -213,6 +216,10 @@ http::Response CniApi::Attached(const http::Request& r) {
   absl::StatusOr<store::Revision> rev =
       store_->Put(PodKey(pod.id), model::PodToJson(pod).dump());
   if (!rev.ok()) return StatusResponse(rev.status());
+  if (std::string veth = body->value("hostVeth", std::string());
+      !veth.empty() && options_.on_pod_attached) {
+    options_.on_pod_attached(veth);
+  }
   return http::Response::JsonBody(200, Json{{"key", PodKey(pod.id)}});
 }
 

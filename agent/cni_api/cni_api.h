@@ -37,6 +37,10 @@ struct CniApiOptions {
   std::function<bool(const std::string&)> netns_exists;
   // Readiness of loomd as a whole (store, node registration).
   std::function<bool(std::string*)> ready;
+  // Told the pod's host veth once the pod is attached, and again when it is released
+  // (the service load balancer's tc programs); optional.
+  std::function<void(const std::string& host_veth)> on_pod_attached;
+  std::function<void(const std::string& host_veth)> on_pod_released;
 };
 
 class CniApi {

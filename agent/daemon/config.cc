@@ -259,10 +259,13 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
   c.vxlan_port = static_cast<uint16_t>(f.vxlan_port);
   RETURN_IF_ERROR(CheckPath("bpffs-dir", f.bpffs_dir));
   RETURN_IF_ERROR(CheckPath("cgroup-root", f.cgroup_root));
+  if (!f.cgroup2_dir.empty()) RETURN_IF_ERROR(CheckPath("cgroup2-dir", f.cgroup2_dir));
   RETURN_IF_ERROR(CheckPath("cni-conf-dir", f.cni_conf_dir));
   RETURN_IF_ERROR(CheckPath("cni-bin-dir", f.cni_bin_dir));
   c.bpffs_dir = f.bpffs_dir;
   c.cgroup_root = f.cgroup_root;
+  c.lb = f.lb;
+  c.cgroup2_dir = f.cgroup2_dir;
   c.cni_conf_dir = f.cni_conf_dir;
   c.cni_bin_dir = f.cni_bin_dir;
   ASSIGN_OR_RETURN(c.ingress_addr,

@@ -70,6 +70,9 @@ struct RawFlags {
   std::string subnet_grace = "10m";
   std::string pod_cidr;           // "": the first --node-cidr-size subnet of --cluster-cidr
   std::string cni_del_queue_dir;  // "": <state-dir>/cni-del-queue
+  // Service load balancing in eBPF (agent/lb/).
+  bool lb = true;
+  std::string cgroup2_dir;  // "": <the host's cgroup2 mount>/loom
 };
 
 struct LoomdConfig {
@@ -106,6 +109,8 @@ struct LoomdConfig {
   absl::Duration subnet_grace = absl::Minutes(10);
   Ipv4Cidr pod_cidr;              // this node's pod addresses (IPAM); inside cluster_cidr
   std::string cni_del_queue_dir;  // DELs the plugin queued while loomd was down
+  bool lb = true;
+  std::string cgroup2_dir;  // "": resolved at start (agent/lb/cgroup2.h)
 };
 
 // Validates every flag; the first error is returned (InvalidArgument).

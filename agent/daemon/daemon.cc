@@ -53,7 +53,8 @@ int64_t PhysicalMemory() {
 }
 
 cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& underlay_iface,
-                                      const Daemon* daemon) {
+                                      const Daemon* daemon,
+                                      const std::atomic<LbController*>* live_lb) {
   cniapi::CniApiOptions o;
   o.node = c.node_name;
   o.pod_cidr = *net::Ipv4Prefix::Create(net::Ipv4Address::FromHostOrder(c.pod_cidr.address),
@@ -63,6 +64,12 @@ cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& 
   o.cluster_domain = c.cluster_domain;
   o.del_queue_dir = c.cni_del_queue_dir;
   o.ready = [daemon](std::string* reason) { return daemon->Ready(reason); };
+  o.on_pod_attached = [live_lb](const std::string& veth) {
+    if (LbController* lb = live_lb->load(); lb != nullptr) lb->PodAttached(veth);
+  };
+  o.on_pod_released = [live_lb](const std::string& veth) {
+    if (LbController* lb = live_lb->load(); lb != nullptr) lb->PodReleased(veth);
+  };
   return o;
 }
 
@@ -76,6 +83,7 @@ Json AgentStatusToJson(const AgentStatus& s) {
               {"uptimeSeconds", s.uptime_seconds},
               {"ready", s.ready}};
   if (!s.dns.is_null()) j["dns"] = s.dns;
+  if (!s.lb.is_null()) j["lb"] = s.lb;
   return j;
 }
 
@@ -131,7 +139,13 @@ AgentStatus Daemon::Status() const {
   std::string reason;
   s.ready = Ready(&reason);
   if (NodeDns* dns = live_dns_.load(); dns != nullptr) s.dns = dns->StatusJson();
+  if (LbController* lb = live_lb_.load(); lb != nullptr) s.lb = lb->StatusJson();
   return s;
+}
+
+std::string Daemon::cgroup2_dir() const {
+  LbController* lb = live_lb_.load();
+  return lb == nullptr ? "" : lb->cgroup2_dir();
 }
 
 http::Response Daemon::HandleStatus() const {
@@ -157,6 +171,7 @@ absl::Status Daemon::Start() {
   if (running_) return absl::FailedPreconditionError("loomd already started");
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Underlay underlay, ResolveUnderlay(config_.underlay_iface));
+    underlay_ip_ = underlay.ip;
 
     // The metrics address first: binding it creates nothing on disk.
     http::Router metrics_router;
@@ -176,7 +191,7 @@ absl::Status Daemon::Start() {
     }
     http::Router api_router;
     api_router.Handle("GET", "/v1/status", [this](const http::Request&) { return HandleStatus(); });
-    cni_api_ = std::make_unique<cniapi::CniApi>(CniApiOptionsFor(config_, underlay.iface, this));
+    cni_api_ = std::make_unique<cniapi::CniApi>(CniApiOptionsFor(config_, underlay.iface, this, &live_lb_));
     cni_api_->Register(api_router);
     RegisterObjectRoutes(api_router,
                          {[this] { return live_services_.load(); },
@@ -333,6 +348,21 @@ absl::Status Daemon::StartServicesAndDns() {
   NodeDns* dns = node_dns_.get();
   service_controller_->Subscribe(
       [dns](std::shared_ptr<const ServiceState> state) { dns->OnState(std::move(state)); });
+  if (config_.lb) {
+    LbControllerOptions lo;
+    lo.bpffs_dir = config_.bpffs_dir;
+    lo.cgroup2_dir = config_.cgroup2_dir;
+    lo.run_dir = config_.run_dir;
+    if (auto ip = net::Ipv4Address::Parse(underlay_ip_); ip.ok()) lo.node_ip = *ip;
+    lo.metrics = &metrics_;
+    absl::StatusOr<std::unique_ptr<LbController>> lb_started = LbController::Start(lo);
+    if (!lb_started.ok()) return Annotate(lb_started.status(), "lb");
+    lb_ = *std::move(lb_started);
+    live_lb_.store(lb_.get());
+    LbController* lb = lb_.get();
+    service_controller_->Subscribe(
+        [lb](std::shared_ptr<const ServiceState> state) { lb->OnState(std::move(state)); });
+  }
   RETURN_IF_ERROR(service_controller_->Start());
   live_controller_.store(service_controller_.get());
   return absl::OkStatus();
@@ -370,6 +400,9 @@ void Daemon::StopServicesAndDns() {
   // The controller first: it feeds DNS.
   if (service_controller_) service_controller_->Stop();
   if (node_dns_) node_dns_->Stop();
+  // The maps, programs and attachments stay: traffic flows while loomd restarts.
+  live_lb_.store(nullptr);
+  if (lb_) lb_->Stop();
 }
 
 void Daemon::Undo() {
@@ -396,6 +429,7 @@ void Daemon::ReleaseComponents() {
   event_log_.reset();
   app_registry_.reset();
   service_controller_.reset();
+  lb_.reset();
   node_dns_.reset();
   service_registry_.reset();
   registrar_.reset();

@@ -25,6 +25,7 @@
 #include "agent/containers/container_manager.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
+#include "agent/lb/lb_controller.h"
 #include "agent/overlay/overlay_controller.h"
 #include "agent/node_dns/node_dns.h"
 #include "agent/services/service_controller.h"
@@ -45,6 +46,7 @@ struct AgentStatus {
   int64_t uptime_seconds = 0;
   bool ready = false;
   Json dns;  // NodeDns::StatusJson(); null before DNS starts
+  Json lb;   // LbController::StatusJson(); null without --lb
 };
 Json AgentStatusToJson(const AgentStatus& status);
 
@@ -65,6 +67,9 @@ class Daemon {
   AgentStatus Status() const;
   // The overlay (with --overlay, once started): this node's pod subnet, device, MTU.
   const OverlayController* overlay() const { return overlay_.get(); }
+  // Loom's cgroup2 directory (with --lb, once started; else ""): the runtime places
+  // each container in <dir>/<id> so that the socket load balancer sees its sockets.
+  std::string cgroup2_dir() const;
 
  private:
   void Undo();
@@ -113,6 +118,10 @@ class Daemon {
   std::atomic<containers::ContainerManager*> live_containers_{nullptr};
   absl::Mutex containers_error_mu_;
   std::string containers_error_ ABSL_GUARDED_BY(containers_error_mu_);
+  // Service load balancing (issue 6), fed by the service controller.
+  std::unique_ptr<LbController> lb_;
+  std::atomic<LbController*> live_lb_{nullptr};
+  std::string underlay_ip_;
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

@@ -8,6 +8,7 @@
 
 #include "agent/daemon/config.h"
 #include "agent/daemon/daemon.h"
+#include "agent/daemon/uninstall.h"
 #include "common/log.h"
 #include "common/strings.h"
 #include "common/version.h"
@@ -55,6 +56,16 @@ DEFINE_string(pod_cidr, "",
 DEFINE_string(cni_del_queue_dir, "",
               "Where the loom CNI plugin queues DELs while loomd is down; replayed at start "
               "(default: <state-dir>/cni-del-queue).");
+DEFINE_bool(lb, true,
+            "Load-balance service virtual IPs in eBPF: socket programs on Loom's cgroup2 "
+            "directory, tc on every pod veth, maps pinned under --bpffs-dir.");
+DEFINE_string(cgroup2_dir, "",
+              "Loom's cgroup2 directory, where the socket load balancer attaches and "
+              "containers are placed (default: <the host's cgroup2 mount>/loom, mounting "
+              "cgroup2 at <run-dir>/cgroup2 when the host has none).");
+DEFINE_bool(uninstall, false,
+            "Remove everything loomd attached on this node (BPF programs, pins, tc filters, "
+            "cgroup attachments, the overlay device, routes and nftables table), then exit.");
 
 namespace {
 
@@ -91,6 +102,8 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.subnet_grace = FLAGS_subnet_grace;
   f.pod_cidr = FLAGS_pod_cidr;
   f.cni_del_queue_dir = FLAGS_cni_del_queue_dir;
+  f.lb = FLAGS_lb;
+  f.cgroup2_dir = FLAGS_cgroup2_dir;
   return f;
 }
 
@@ -117,6 +130,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   loom::SetLogLevel(config->log_level);
+  if (FLAGS_uninstall) {
+    std::vector<std::string> removed;
+    absl::Status s = loom::agent::Uninstall(*config, &removed);
+    for (const std::string& r : removed) std::printf("removed %s\n", r.c_str());
+    if (!s.ok()) {
+      std::fprintf(stderr, "loomd: uninstall: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
 
   // Block the stop signals before any thread starts, so that only sigwait sees them.
   sigset_t stop_signals;

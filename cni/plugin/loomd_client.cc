@@ -55,7 +55,8 @@ absl::Status LoomdClient::Attached(const AttachedRequest& req) const {
   Json body = {{"containerID", req.container_id}, {"ifname", req.ifname},
                {"namespace", req.pod_namespace},  {"name", req.pod_name},
                {"labels", req.labels},            {"ips", req.ips},
-               {"ready", req.ready}};
+               {"ready", req.ready},
+               {"hostVeth", req.host_veth}};
   return Call("POST", "/v1/cni/attached", &body).status();
 }
 

@@ -39,6 +39,7 @@ struct AttachedRequest {
   std::map<std::string, std::string> labels;
   std::vector<std::string> ips;
   bool ready = true;
+  std::string host_veth;  // loomd attaches its service load balancing here
 };
 
 struct AttachmentRecord {

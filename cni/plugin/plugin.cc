@@ -106,6 +106,7 @@ class Plugin {
     attached.labels = req.args.labels.empty() ? conf.labels : req.args.labels;
     attached.ips = {ip.ToString()};
     attached.ready = req.args.ready;
+    attached.host_veth = host_veth;
     RETURN_IF_ERROR(loomd.Attached(attached));
 
     Result result;

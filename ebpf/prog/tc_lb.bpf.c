@@ -1,7 +1,10 @@
 /* tc service load balancing for pods whose sockets the cgroup programs do not see,
- * attached to the host side of a pod's veth, both directions: from the pod (tc
- * ingress) new flows to VIP:port are DNATed to a backend and tracked; towards the pod
- * (tc egress) replies from a tracked backend are translated back to the VIP.
+ * attached to the host side of a pod's veth: lb_tc_from_pod on tc ingress (packets
+ * the pod sends) DNATs new flows to VIP:port to a backend and tracks them;
+ * lb_tc_to_pod on tc egress (packets towards the pod) translates replies from a
+ * tracked backend back to the VIP. Reverse NAT happens only at the client's own veth:
+ * done at the backend's veth, a reply whose source became one of the node's own
+ * addresses (NodePort) would be dropped by the kernel as a martian.
  * A frontend without backends drops (TC_ACT_SHOT); anything else passes. */
 #include <stddef.h>
 #include <linux/if_ether.h>
@@ -25,6 +28,7 @@ struct lb_pkt {
   __u32 l4_off;
   __u32 csum_off; /* of the L4 checksum */
   __u8 proto;
+  __u8 opens; /* a TCP SYN without ACK, or any UDP datagram: may start a flow */
   __be32 saddr, daddr;
   __be16 sport, dport;
 };
@@ -49,12 +53,14 @@ static __always_inline int lb_parse(struct __sk_buff *skb, struct lb_pkt *p) {
     p->sport = th->source;
     p->dport = th->dest;
     p->csum_off = p->l4_off + offsetof(struct tcphdr, check);
+    p->opens = th->syn && !th->ack;
   } else if (p->proto == IPPROTO_UDP) {
     struct udphdr *uh = l4;
     if ((void *)(uh + 1) > end) return -1;
     p->sport = uh->source;
     p->dport = uh->dest;
     p->csum_off = p->l4_off + offsetof(struct udphdr, check);
+    p->opens = 1;
   } else {
     return -1;
   }
@@ -83,31 +89,49 @@ static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct lb_pkt
   return 0;
 }
 
+/* Towards the pod: a reply from a backend of a tracked flow goes back to the VIP. */
 SEC("tc")
-int lb_tc(struct __sk_buff *skb) {
+int lb_tc_to_pod(struct __sk_buff *skb) {
   struct lb_pkt p = {};
   if (lb_parse(skb, &p)) return TC_ACT_OK;
-  __u64 now = bpf_ktime_get_ns();
-
-  /* A reply from a backend of a tracked flow: back to the VIP. */
   struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
                           .dport = p.dport, .proto = p.proto, .dir = LB_CT_REPLY};
   struct lb_ct_entry *ct = bpf_map_lookup_elem(&lb_ct, &key);
-  if (ct) {
-    __u32 rev_id = ct->rev_nat_id;
-    struct lb_rev_nat *rev = bpf_map_lookup_elem(&lb_rev_nat, &rev_id);
-    if (!rev) return TC_ACT_OK;
-    ct->last_seen_ns = now;
-    return lb_rewrite(skb, &p, 1, rev->vip, rev->port) ? TC_ACT_SHOT : TC_ACT_OK;
-  }
+  if (!ct) return TC_ACT_OK;
+  __u32 rev_id = ct->rev_nat_id;
+  struct lb_rev_nat *rev = bpf_map_lookup_elem(&lb_rev_nat, &rev_id);
+  if (!rev) return TC_ACT_OK;
+  ct->last_seen_ns = bpf_ktime_get_ns();
+  return lb_rewrite(skb, &p, 1, rev->vip, rev->port) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* From the pod: new flows to a frontend are placed on a backend and DNATed. */
+SEC("tc")
+int lb_tc_from_pod(struct __sk_buff *skb) {
+  struct lb_pkt p = {};
+  if (lb_parse(skb, &p)) return TC_ACT_OK;
+  __u64 now = bpf_ktime_get_ns();
+  struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
+                          .dport = p.dport, .proto = p.proto, .dir = LB_CT_FORWARD};
+  struct lb_ct_entry *ct;
 
   struct lb_service_key skey = {.vip = p.daddr, .dport = p.dport, .proto = p.proto};
   struct lb_service *svc = bpf_map_lookup_elem(&lb_services, &skey);
-  if (!svc) return TC_ACT_OK;
+  if (!svc) {
+    /* A flow that goes straight to an address may reuse the tuple of an earlier flow
+     * to a VIP that this backend served: its reply entry would turn the new flow's
+     * replies into the VIP's. CT entries do not expire by themselves (LRU), so the
+     * stale one goes when the new flow starts. */
+    if (p.opens) {
+      struct lb_ct_key stale = {.saddr = p.daddr, .daddr = p.saddr, .sport = p.dport,
+                                .dport = p.sport, .proto = p.proto, .dir = LB_CT_REPLY};
+      bpf_map_delete_elem(&lb_ct, &stale);
+    }
+    return TC_ACT_OK;
+  }
 
   /* A tracked flow keeps its backend while the backend exists (draining ones too);
    * a flow whose backend left is placed again. */
-  key.dir = LB_CT_FORWARD;
   __u32 id = 0;
   struct lb_backend *b = 0;
   ct = bpf_map_lookup_elem(&lb_ct, &key);

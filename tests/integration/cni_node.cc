@@ -77,7 +77,7 @@ absl::Status CniNode::StartLoomd() {
                                    StrCat("--cni-del-queue-dir=", del_queue_dir()),
                                    // DNS inside the node's namespace, never forwarding to
                                    // the machine's resolver.
-                                   "--dns-upstream=none", "--overlay=false"});
+                                   "--dns-upstream=none", "--overlay=false", "--lb=false"});
   argv.insert(argv.end(), flags_.begin(), flags_.end());
   ASSIGN_OR_RETURN(loomd_, Subprocess::Start(argv, {dir_ + "/loomd.log", {}}));
   http::HttpClient client = http::HttpClient::ForUnixSocket(socket_, absl::Seconds(2));

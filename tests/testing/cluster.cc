@@ -1,8 +1,11 @@
 #include "tests/testing/cluster.h"
 
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <cstdlib>
@@ -61,6 +64,29 @@ void SweepStaleNamespaces() {
     }
     (void)RunCommand({"ip", "netns", "delete", name});
     LOG_WARNING("swept a namespace left by a crashed test run", {"netns", name});
+  }
+  // Pins and cgroups of crashed runs (named <prefix>-nodeN like the namespaces).
+  auto stale = [](const std::string& name) {
+    if (name.rfind("lm", 0) != 0 || name.find("-node") == std::string::npos) return false;
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str() + 2, &end, 10);
+    if (end == name.c_str() + 2 || *end != 'x') return false;
+    return pid != getpid() && !ProcessAlive(static_cast<pid_t>(pid));
+  };
+  std::error_code ec;
+  std::string cgroup2 = HostCgroup2Mount();
+  for (const std::string& root : {std::string("/sys/fs/bpf"), cgroup2}) {
+    if (root.empty()) continue;
+    for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+      std::string name = entry.path().filename().string();
+      if (!entry.is_directory() || !stale(name)) continue;
+      if (root == cgroup2) {
+        RemoveCgroupTree(entry.path().string());
+      } else {
+        std::filesystem::remove_all(entry.path(), ec);
+      }
+      LOG_WARNING("swept state left by a crashed test run", {"path", entry.path().string()});
+    }
   }
 }
 
@@ -133,6 +159,24 @@ absl::Status Cluster::Build() {
     n.dir = StrCat(root_dir_, "/", n.name);
     n.api_socket = StrCat(n.dir, "/run/loomd.sock");
     n.log_path = StrCat(n.dir, "/loomd.log");
+    n.bpffs_dir = StrCat("/sys/fs/bpf/", prefix_, "-", n.name);
+    if (options_.lb) {
+      // `ip netns exec` mounts a fresh /sys, hiding the host's bpffs and cgroup mounts
+      // from loomd: a private bpffs, and the same (single) cgroup2 hierarchy again,
+      // are mounted under the test dir.
+      if (i == 0) {
+        for (auto [type, mounted] : {std::pair{"bpf", &bpffs_mount_}, {"cgroup2", &cgroup2_mount_}}) {
+          std::string path = StrCat(root_dir_, "/", type);
+          std::filesystem::create_directories(path);
+          if (::mount(type, path.c_str(), type, 0, nullptr) != 0) {
+            return ErrnoToStatus(errno, StrCat("mount ", type, " on ", path));
+          }
+          *mounted = path;
+        }
+      }
+      n.bpffs_dir = StrCat(bpffs_mount_, "/", n.name);
+      n.cgroup2_dir = StrCat(cgroup2_mount_, "/", prefix_, "-", n.name);
+    }
     std::filesystem::create_directories(n.dir);
     RETURN_IF_ERROR(plug(n.netns, StrCat("n", i + 1), n.underlay_ip));
     nodes_.push_back(std::move(n));
@@ -142,9 +186,16 @@ absl::Status Cluster::Build() {
 }
 
 std::vector<std::string> Cluster::LoomdArgv(int i) const {
+  std::vector<std::string> argv = {"ip", "netns", "exec", nodes_[i].netns};
+  std::vector<std::string> flags = LoomdFlags(i);
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return argv;
+}
+
+std::vector<std::string> Cluster::LoomdFlags(int i) const {
   const Node& n = nodes_[i];
   std::vector<std::string> argv = {
-      "ip", "netns", "exec", n.netns, StrCat(LOOM_BIN_DIR, "/loomd"),
+      StrCat(LOOM_BIN_DIR, "/loomd"),
       StrCat("--node-name=", n.name),
       StrCat("--store=", StoreUrl()),
       StrCat("--state-dir=", n.dir, "/state"),
@@ -152,13 +203,18 @@ std::vector<std::string> Cluster::LoomdArgv(int i) const {
       StrCat("--api-socket=", n.api_socket),
       "--metrics-addr=127.0.0.1:9464",  // each node namespace has its own loopback
       "--underlay-iface=eth0",
-      StrCat("--bpffs-dir=/sys/fs/bpf/", prefix_, "-", n.name),
+      StrCat("--bpffs-dir=", n.bpffs_dir),
       StrCat("--cni-conf-dir=", n.dir, "/cni/net.d"),
       StrCat("--node-lease-ttl=", absl::ToInt64Seconds(options_.node_lease_ttl), "s"),
       // DNS serves the node-local address inside the node's namespace; never forward
       // to the machine's resolver (a test that wants forwarding names its own).
       "--dns-upstream=none",
   };
+  if (options_.lb) {
+    argv.push_back(StrCat("--cgroup2-dir=", n.cgroup2_dir));
+  } else {
+    argv.push_back("--lb=false");
+  }
   argv.insert(argv.end(), options_.extra_loomd_flags.begin(), options_.extra_loomd_flags.end());
   return argv;
 }
@@ -218,6 +274,59 @@ absl::StatusOr<std::vector<std::string>> Cluster::StoreKeys(const std::string& p
   return keys;
 }
 
+absl::StatusOr<std::string> Cluster::StoreGet(const std::string& key) {
+  if (!etcd_) return absl::FailedPreconditionError("cluster has no etcd");
+  ASSIGN_OR_RETURN(std::string out,
+                   RunChecked({"ip", "netns", "exec", etcd_ns_, "env", "ETCDCTL_API=3", "etcdctl",
+                               StrCat("--endpoints=", etcd_->ClientUrl()), "get",
+                               "--print-value-only", key}));
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+absl::Status Cluster::StorePut(const std::string& key, const std::string& value) {
+  if (!etcd_) return absl::FailedPreconditionError("cluster has no etcd");
+  return RunChecked({"ip", "netns", "exec", etcd_ns_, "env", "ETCDCTL_API=3", "etcdctl",
+                     StrCat("--endpoints=", etcd_->ClientUrl()), "put", key, "--", value})
+      .status();
+}
+
+absl::Status Cluster::StoreDelete(const std::string& key) {
+  if (!etcd_) return absl::FailedPreconditionError("cluster has no etcd");
+  return RunChecked({"ip", "netns", "exec", etcd_ns_, "env", "ETCDCTL_API=3", "etcdctl",
+                     StrCat("--endpoints=", etcd_->ClientUrl()), "del", key})
+      .status();
+}
+
+std::string HostCgroup2Mount() {
+  std::ifstream in("/proc/mounts");
+  std::string source, target, type, rest;
+  while (in >> source >> target >> type && std::getline(in, rest)) {
+    if (type == "cgroup2") return target;
+  }
+  return "";
+}
+
+void RemoveCgroupTree(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory()) RemoveCgroupTree(entry.path().string());
+  }
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    std::ifstream procs(dir + "/cgroup.procs");
+    bool any = false;
+    for (pid_t pid; procs >> pid;) {
+      kill(pid, SIGKILL);
+      any = true;
+    }
+    if (rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
+    if (!any && errno != EBUSY) return;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  LOG_WARNING("could not remove test cgroup", {"path", dir});
+}
+
 std::string Cluster::LogTail(int i) const {
   std::ifstream in(nodes_[i].log_path);
   std::stringstream ss;
@@ -251,7 +360,13 @@ void Cluster::TearDown() {
   namespaces_.clear();
   for (const Node& n : nodes_) {
     std::error_code ec;
-    std::filesystem::remove_all(StrCat("/sys/fs/bpf/", prefix_, "-", n.name), ec);
+    std::filesystem::remove_all(n.bpffs_dir, ec);
+    if (!n.cgroup2_dir.empty()) RemoveCgroupTree(n.cgroup2_dir);
+  }
+  for (std::string* m : {&cgroup2_mount_, &bpffs_mount_}) {
+    if (m->empty()) continue;
+    umount2(m->c_str(), MNT_DETACH);
+    m->clear();
   }
   nodes_.clear();
   if (!root_dir_.empty() && std::getenv("LOOM_KEEP_TEST_DIRS") == nullptr) {

@@ -21,6 +21,10 @@ struct ClusterOptions {
   bool etcd = true;  // false: each node runs the embedded store
   absl::Duration node_lease_ttl = absl::Seconds(3);
   std::vector<std::string> extra_loomd_flags;
+  // Service load balancing: each node's loomd gets its own cgroup2 directory
+  // (<test dir>/cgroup2/<prefix>-<node>, removed with its children and processes at
+  // teardown). Off by default: those tests need no BPF.
+  bool lb = false;
 };
 
 class Cluster {
@@ -32,6 +36,8 @@ class Cluster {
     std::string dir;          // per-node state, run dir, logs
     std::string api_socket;
     std::string log_path;
+    std::string cgroup2_dir;  // with ClusterOptions::lb
+    std::string bpffs_dir;    // --bpffs-dir
     std::unique_ptr<Subprocess> loomd;
   };
 
@@ -57,6 +63,12 @@ class Cluster {
   absl::StatusOr<std::string> ExecInNode(int i, const std::vector<std::string>& argv);
   // Keys under `prefix` in the cluster's etcd (read with etcdctl inside its namespace).
   absl::StatusOr<std::vector<std::string>> StoreKeys(const std::string& prefix);
+  // One key's value ("" when missing), and writes or deletes one key (etcdctl).
+  absl::StatusOr<std::string> StoreGet(const std::string& key);
+  absl::Status StorePut(const std::string& key, const std::string& value);
+  absl::Status StoreDelete(const std::string& key);
+  // The argv of node i's loomd (without `ip netns exec`), e.g. to run --uninstall.
+  std::vector<std::string> LoomdFlags(int i) const;
 
   // The tail of node i's loomd log, for failure messages.
   std::string LogTail(int i) const;
@@ -75,10 +87,17 @@ class Cluster {
   std::vector<std::string> namespaces_;  // created, deleted in reverse
   std::unique_ptr<EtcdServer> etcd_;
   std::vector<Node> nodes_;
+  std::string cgroup2_mount_;  // with ClusterOptions::lb: under root_dir_
+  std::string bpffs_mount_;
 };
 
 // Deletes namespaces that an earlier, crashed run of this harness left behind
 // (named lm<pid>-..., where <pid> no longer runs).
 void SweepStaleNamespaces();
+
+// The host's cgroup2 mount point ("" when none).
+std::string HostCgroup2Mount();
+// Kills every process in the cgroup directory `dir` and its children, then removes them.
+void RemoveCgroupTree(const std::string& dir);
 
 }  // namespace loom::testing

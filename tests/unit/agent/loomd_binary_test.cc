@@ -64,13 +64,17 @@ uint16_t FreePort() {
 }
 
 // These loomd run in the machine's own network namespace: never with the overlay
-// (a VXLAN device, nftables rules), which the namespace tests cover.
+// (a VXLAN device, nftables rules) nor the load balancer (BPF on the machine's cgroup),
+// which the namespace tests cover.
 std::vector<std::string> WithoutOverlay(std::vector<std::string> argv) {
   if (argv.empty() || argv[0].find("loomd") == std::string::npos) return argv;
+  bool overlay = false, lb = false;
   for (const std::string& a : argv) {
-    if (a.rfind("--overlay", 0) == 0) return argv;
+    overlay = overlay || a.rfind("--overlay", 0) == 0;
+    lb = lb || a.rfind("--lb", 0) == 0;
   }
-  argv.push_back("--overlay=false");
+  if (!overlay) argv.push_back("--overlay=false");
+  if (!lb) argv.push_back("--lb=false");
   return argv;
 }
 

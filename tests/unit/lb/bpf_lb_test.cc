@@ -146,7 +146,8 @@ TEST_F(BpfLbTest, TcDnatReverseNatRejectAndPass) {
     ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate({}, set, ids));
     ASSERT_OK(lb->Apply(plan));
   }
-  const int prog = lb->tc_prog_fd();
+  const int prog = lb->tc_from_pod_fd();
+  const int reverse = lb->tc_to_pod_fd();
 
   // TCP SYN from a pod to the VIP: DNAT to the backend, checksums still valid.
   auto [verdict, syn] = RunTc(prog, MakePacket(IPPROTO_TCP, "10.244.2.7", 40000, "10.96.0.10", 80));
@@ -160,13 +161,24 @@ TEST_F(BpfLbTest, TcDnatReverseNatRejectAndPass) {
 
   // The backend's SYN-ACK: source back to VIP:80.
   auto [rverdict, reply] =
-      RunTc(prog, MakePacket(IPPROTO_TCP, "10.244.1.5", 8080, "10.244.2.7", 40000));
+      RunTc(reverse, MakePacket(IPPROTO_TCP, "10.244.1.5", 8080, "10.244.2.7", 40000));
   EXPECT_EQ(rverdict, TC_ACT_OK);
   EXPECT_EQ(reply.saddr(), Ip("10.96.0.10"));
   EXPECT_EQ(reply.sport(), 80);
   EXPECT_EQ(reply.daddr(), Ip("10.244.2.7"));
   EXPECT_TRUE(reply.IpChecksumOk());
   EXPECT_TRUE(reply.L4ChecksumOk());
+
+  // A later flow straight to the backend on the same tuple: its SYN drops the stale
+  // reply entry, so the backend's answer is not turned into the VIP's.
+  Packet direct = MakePacket(IPPROTO_TCP, "10.244.2.7", 40000, "10.244.1.5", 8080);
+  auto [dverdict, dpassed] = RunTc(prog, direct);
+  EXPECT_EQ(dverdict, TC_ACT_OK);
+  EXPECT_EQ(dpassed.bytes, direct.bytes);
+  Packet answer = MakePacket(IPPROTO_TCP, "10.244.1.5", 8080, "10.244.2.7", 40000);
+  auto [averdict, answered] = RunTc(reverse, answer);
+  EXPECT_EQ(averdict, TC_ACT_OK);
+  EXPECT_EQ(answered.bytes, answer.bytes);
 
   // UDP both ways.
   auto [uverdict, udp] = RunTc(prog, MakePacket(IPPROTO_UDP, "10.244.2.7", 41000, "10.96.0.10", 53));
@@ -176,7 +188,7 @@ TEST_F(BpfLbTest, TcDnatReverseNatRejectAndPass) {
   EXPECT_TRUE(udp.IpChecksumOk());
   EXPECT_TRUE(udp.L4ChecksumOk());
   auto [urverdict, ureply] =
-      RunTc(prog, MakePacket(IPPROTO_UDP, "10.244.1.6", 5353, "10.244.2.7", 41000));
+      RunTc(reverse, MakePacket(IPPROTO_UDP, "10.244.1.6", 5353, "10.244.2.7", 41000));
   EXPECT_EQ(urverdict, TC_ACT_OK);
   EXPECT_EQ(ureply.saddr(), Ip("10.96.0.10"));
   EXPECT_EQ(ureply.sport(), 53);
@@ -223,7 +235,7 @@ TEST_F(BpfLbTest, TcSpreadsFlowsAndReselectsWhenBackendLeaves) {
   for (auto [id, n] : owners) EXPECT_NEAR(n, LB_MAGLEV_SIZE / 3, 100) << id;
   std::map<uint32_t, int> hits;
   for (uint16_t port = 10000; port < 13000; ++port) {
-    auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+    auto [v, out] = RunTc(lb->tc_from_pod_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
     ASSERT_EQ(v, TC_ACT_OK);
     hits[out.daddr().ToHostOrder()]++;
   }
@@ -232,14 +244,14 @@ TEST_F(BpfLbTest, TcSpreadsFlowsAndReselectsWhenBackendLeaves) {
   // 10.244.1.3 leaves: a UDP flow tracked to it is placed on another backend.
   uint16_t port = 10000;
   for (; port < 13000; ++port) {
-    auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+    auto [v, out] = RunTc(lb->tc_from_pod_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
     if (out.daddr() == Ip("10.244.1.3")) break;
   }
   auto set2 = OneFrontend("default/web", Fe("10.96.0.10", 80, kUdp),
                           {Be("10.244.1.1", 80, kUdp), Be("10.244.1.2", 80, kUdp)});
   ASSERT_OK_AND_ASSIGN(UpdatePlan plan2, PlanServiceUpdate(plan.programmed, set2, ids));
   ASSERT_OK(lb->Apply(plan2));
-  auto [v, out] = RunTc(lb->tc_prog_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
+  auto [v, out] = RunTc(lb->tc_from_pod_fd(), MakePacket(IPPROTO_UDP, "10.244.2.7", port, "10.96.0.10", 80));
   EXPECT_EQ(v, TC_ACT_OK);
   EXPECT_NE(out.daddr(), Ip("10.244.1.3"));
   EXPECT_NE(out.daddr(), Ip("10.96.0.10"));

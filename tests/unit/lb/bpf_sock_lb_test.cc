@@ -167,7 +167,7 @@ TEST_F(SockLbTest, ConnectsToVipReachBackendsEvenly) {
   BackendIdAllocator ids;
   auto tcp = model::Protocol::kTcp, udp = model::Protocol::kUdp;
   ServiceFrontend sticky{Ip("10.96.0.11"), 80, tcp};
-  lb->SetFrontendOptions(sticky, {.client_ip_affinity = true, .affinity_timeout_s = 60});
+  ASSERT_TRUE(lb->SetFrontendOptions(sticky, {.client_ip_affinity = true, .affinity_timeout_s = 60}).ok());
   for (const ServiceBackendSet& set :
        {OneFrontend("default/web", {Ip("10.96.0.10"), 80, tcp},
                     {{Ip("127.0.0.2"), 8080, tcp}, {Ip("127.0.0.3"), 8080, tcp},

@@ -1,0 +1,192 @@
+#include "agent/lb/lb_controller.h"
+
+#include <net/if.h>
+
+#include <chrono>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "common/strings.h"
+
+namespace loom::agent {
+namespace {
+
+// Loom's pod veths, as the CNI plugin names them ("lm" + 11 hex digits).
+bool IsPodVeth(std::string_view name) {
+  if (name.size() != 13 || name.substr(0, 2) != "lm") return false;
+  return name.substr(2).find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+}  // namespace
+
+class LbController::Writer : public ServiceLbWriter {
+ public:
+  explicit Writer(lb::BpfLoadBalancer* lb) : lb_(lb) {}
+  absl::Status SetFrontendOptions(const FrontendOptionsUpdate& o) override {
+    return lb_->SetFrontendOptions(o.frontend, {o.client_ip_affinity, o.affinity_timeout_s});
+  }
+  absl::Status ApplyAll(std::span<const lb::UpdatePlan> plans) override {
+    return lb_->ApplyAll(plans);
+  }
+
+ private:
+  lb::BpfLoadBalancer* lb_;
+};
+
+absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
+    const LbControllerOptions& options) {
+  ASSIGN_OR_RETURN(Cgroup2Dir cgroup,
+                   ResolveLoomCgroup2(options.cgroup2_dir, options.run_dir));
+  absl::StatusOr<std::unique_ptr<lb::BpfLoadBalancer>> lb =
+      lb::BpfLoadBalancer::Open(options.bpffs_dir);
+  if (!lb.ok()) return Annotate(lb.status(), StrCat("--bpffs-dir ", options.bpffs_dir));
+  RETURN_IF_ERROR((*lb)->AttachCgroup(cgroup.dir));
+  std::unique_ptr<LbController> c(
+      new LbController(*std::move(lb), std::move(cgroup), options.node_ip));
+  if (options.metrics != nullptr) {
+    metrics::Registry& m = *options.metrics;
+    c->applies_ = &m.AddCounter("loom_lb_applies_total",
+                                "Service state snapshots applied to the BPF maps.").Get();
+    c->errors_ = &m.AddCounter("loom_lb_errors_total",
+                               "Services skipped or map updates that failed.").Get();
+    c->apply_seconds_ = &m.AddGauge("loom_lb_last_apply_seconds",
+                                    "How long the last snapshot took to apply.").Get();
+    c->services_gauge_ = &m.AddGauge("loom_lb_services", "Services programmed.").Get();
+  }
+  RETURN_IF_ERROR(c->AttachExistingPods());
+  c->thread_ = std::thread([p = c.get()] { p->Loop(); });
+  LOG_INFO("lb: started", {"bpffs_dir", options.bpffs_dir}, {"cgroup2_dir", c->cgroup_.dir});
+  return c;
+}
+
+LbController::LbController(std::unique_ptr<lb::BpfLoadBalancer> lb, Cgroup2Dir cgroup,
+                           std::optional<net::Ipv4Address> node_ip)
+    : lb_(std::move(lb)),
+      writer_(std::make_unique<Writer>(lb_.get())),
+      cgroup_(std::move(cgroup)),
+      reconciler_(lb_->ReadProgrammed(), node_ip) {}
+
+LbController::~LbController() { Stop(); }
+
+absl::Status LbController::AttachExistingPods() {
+  struct if_nameindex* names = if_nameindex();
+  if (names == nullptr) return ErrnoToStatus(errno, "list interfaces");
+  absl::Status first;
+  size_t n = 0;
+  {
+    std::lock_guard<std::mutex> lock(tc_mu_);
+    for (struct if_nameindex* i = names; i->if_index != 0; ++i) {
+      if (!IsPodVeth(i->if_name)) continue;
+      first.Update(lb_->AttachTc(static_cast<int>(i->if_index)));
+      ++n;
+    }
+  }
+  if_freenameindex(names);
+  std::lock_guard<std::mutex> lock(mu_);
+  tc_attached_ += n;
+  return first;
+}
+
+void LbController::PodAttached(const std::string& host_veth) {
+  unsigned index = if_nametoindex(host_veth.c_str());
+  if (index == 0) {
+    LOG_WARNING("lb: pod veth not found; no tc load balancing for it", {"veth", host_veth});
+    return;
+  }
+  absl::Status s;
+  {
+    std::lock_guard<std::mutex> lock(tc_mu_);
+    s = lb_->AttachTc(static_cast<int>(index));
+  }
+  if (!s.ok()) {
+    LOG_WARNING("lb: tc attach failed", {"veth", host_veth}, {"error", s.message()});
+    if (errors_ != nullptr) errors_->Increment();
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++tc_attached_;
+}
+
+void LbController::PodReleased(const std::string& host_veth) {
+  // The plugin deletes the veth (its filters go with it) before it tells loomd; a veth
+  // still present is detached here.
+  unsigned index = if_nametoindex(host_veth.c_str());
+  if (index != 0) {
+    std::lock_guard<std::mutex> lock(tc_mu_);
+    lb_->DetachTc(static_cast<int>(index)).IgnoreError();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (tc_attached_ > 0) --tc_attached_;
+}
+
+void LbController::OnState(std::shared_ptr<const ServiceState> state) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_ = std::move(state);
+  }
+  cv_.notify_one();
+}
+
+void LbController::Loop() {
+  while (true) {
+    std::shared_ptr<const ServiceState> state;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || pending_ != nullptr; });
+      if (stop_) return;
+      state = std::move(pending_);
+      pending_ = nullptr;
+    }
+    auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<LbReconcileStats> stats = reconciler_.Reconcile(*state, *writer_);
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!stats.ok()) {
+      LOG_ERROR("lb: applying the service state failed", {"generation", state->generation},
+                {"error", stats.status().message()});
+      if (errors_ != nullptr) errors_->Increment();
+    } else {
+      if (stats->services_changed + stats->services_removed > 0) {
+        LOG_DEBUG("lb: applied", {"generation", state->generation},
+                  {"changed", stats->services_changed}, {"removed", stats->services_removed},
+                  {"ops", stats->ops}, {"seconds", seconds});
+      }
+      if (errors_ != nullptr && stats->errors > 0) errors_->Increment(stats->errors);
+    }
+    if (applies_ != nullptr) {
+      applies_->Increment();
+      apply_seconds_->Set(seconds);
+      services_gauge_->Set(static_cast<double>(reconciler_.services()));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    applied_generation_ = state->generation;
+    services_ = reconciler_.services();
+    backends_ = reconciler_.backends();
+  }
+}
+
+void LbController::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t LbController::applied_generation() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return applied_generation_;
+}
+
+Json LbController::StatusJson() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return Json{{"bpffsDir", lb_->bpffs_dir()},
+              {"cgroup2Dir", cgroup_.dir},
+              {"services", services_},
+              {"backends", backends_},
+              {"podVeths", tc_attached_},
+              {"appliedGeneration", applied_generation_}};
+}
+
+}  // namespace loom::agent
