@@ -157,7 +157,7 @@ absl::Status ParallelFor(size_t n, size_t max_threads, const std::function<absl:
 
 // Outer-map updates in flight at once: each sleeps for a grace period, so the number
 // bounds threads, not CPU.
-constexpr size_t kTableThreads = 32;
+constexpr size_t kTableThreads = 64;
 
 std::vector<bpf_program*> SockPrograms(sock_lb* s) {
   return {s->progs.lb_connect4, s->progs.lb_sendmsg4, s->progs.lb_recvmsg4,
