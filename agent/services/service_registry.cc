@@ -1,5 +1,6 @@
 #include "agent/services/service_registry.h"
 
+#include <cctype>
 #include <random>
 
 #include "absl/container/flat_hash_set.h"
@@ -35,6 +36,12 @@ std::string ServiceKey(std::string_view ns, std::string_view name) {
 }
 
 std::string ServiceIpKey(std::string_view ip) { return StrCat(kServiceIpsPrefix, ip); }
+
+std::string NodePortKey(model::Protocol protocol, uint16_t port) {
+  std::string proto = model::ProtocolName(protocol);
+  for (char& c : proto) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return StrCat(kNodePortsPrefix, proto, "/", port);
+}
 
 Json StoredService::ToJson() const {
   Json j = model::ServiceToManifest(service);
@@ -135,6 +142,82 @@ absl::StatusOr<std::string> ServiceRegistry::PickFreeIp() {
              options_.cidr.prefix_len));
 }
 
+namespace {
+
+std::vector<std::string> NodePortClaims(const model::Service* s) {
+  std::vector<std::string> out;
+  if (s == nullptr || s->type != model::ServiceType::kNodePort) return out;
+  for (const model::ServicePort& p : s->ports) {
+    if (p.node_port != 0) out.push_back(NodePortKey(p.protocol, p.node_port));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ServiceRegistry::PlanNodePorts(
+    model::Service& next, const model::Service* existing, std::vector<std::string>* release) {
+  std::vector<std::string> old = NodePortClaims(existing);
+  std::vector<std::string> claims;
+  if (next.type == model::ServiceType::kNodePort) {
+    absl::flat_hash_set<std::string> used;  // this service's, so far
+    std::optional<absl::flat_hash_set<std::string>> taken;  // read once, if needed
+    for (size_t i = 0; i < next.ports.size(); ++i) {
+      model::ServicePort& p = next.ports[i];
+      std::string field = StrCat("spec.ports[", i, "].nodePort");
+      if (p.node_port != 0 &&
+          (p.node_port < options_.node_port_min || p.node_port > options_.node_port_max)) {
+        return absl::InvalidArgumentError(StrCat(field, ": ", p.node_port,
+                                                 " is outside the node port range ",
+                                                 options_.node_port_min, "-",
+                                                 options_.node_port_max));
+      }
+      if (p.node_port == 0 && existing != nullptr) {  // keep what the port had
+        for (const model::ServicePort& q : existing->ports) {
+          if (q.name == p.name && q.protocol == p.protocol && q.node_port != 0 &&
+              !used.contains(NodePortKey(q.protocol, q.node_port))) {
+            p.node_port = q.node_port;
+            break;
+          }
+        }
+      }
+      if (p.node_port == 0) {
+        if (!taken) {
+          ASSIGN_OR_RETURN(store::RangeResult r, store_->Range(kNodePortsPrefix));
+          taken.emplace();
+          for (const store::KeyValue& kv : r.kvs) taken->insert(kv.key);
+        }
+        uint32_t size = options_.node_port_max - options_.node_port_min + 1;
+        std::random_device rd;
+        uint32_t start = rd() % size;
+        for (uint32_t k = 0; k < size && p.node_port == 0; ++k) {
+          uint16_t port = static_cast<uint16_t>(options_.node_port_min + (start + k) % size);
+          std::string key = NodePortKey(p.protocol, port);
+          if (!taken->contains(key) && !used.contains(key)) p.node_port = port;
+        }
+        if (p.node_port == 0) {
+          return absl::ResourceExhaustedError(StrCat(field, ": no free node port left in ",
+                                                     options_.node_port_min, "-",
+                                                     options_.node_port_max));
+        }
+      }
+      std::string key = NodePortKey(p.protocol, p.node_port);
+      if (!used.insert(key).second) {
+        return absl::InvalidArgumentError(StrCat(field, ": ", p.node_port, "/",
+                                                 model::ProtocolName(p.protocol),
+                                                 " is given to two ports of ", ObjectName(next)));
+      }
+      if (std::find(old.begin(), old.end(), key) == old.end()) claims.push_back(key);
+    }
+    for (const std::string& k : old) {
+      if (!used.contains(k)) release->push_back(k);
+    }
+  } else {
+    *release = old;
+  }
+  return claims;
+}
+
 absl::StatusOr<ApplyResult> ServiceRegistry::Apply(const Json& manifest) {
   ASSIGN_OR_RETURN(model::Service svc, model::ServiceFromManifest(manifest));
   svc.meta.revision = 0;
@@ -168,6 +251,10 @@ absl::StatusOr<ApplyResult> ServiceRegistry::Apply(const Json& manifest) {
       next.cluster_ip = claim;
     }
 
+    std::vector<std::string> np_release;
+    ASSIGN_OR_RETURN(std::vector<std::string> np_claims,
+                     PlanNodePorts(next, existing ? &existing->service : nullptr, &np_release));
+
     StoredService stored{next, existing ? existing->created_at : ""};
     if (existing && existing->service == next) {
       stored.service.meta.revision = existing_kv->mod_revision;
@@ -189,13 +276,33 @@ absl::StatusOr<ApplyResult> ServiceRegistry::Apply(const Json& manifest) {
     if (!old_ip.empty() && next.cluster_ip != old_ip) {
       txn.success.push_back(store::Op::Delete(ServiceIpKey(old_ip)));  // type changed
     }
+    for (const std::string& k : np_claims) {
+      txn.compare.push_back(store::Compare::Absent(k));
+      txn.success.push_back(store::Op::Put(k, Json{{"service", svc.meta.Key()}}.dump()));
+    }
+    for (const std::string& k : np_release) txn.success.push_back(store::Op::Delete(k));
     ASSIGN_OR_RETURN(store::TxnResult result, store_->Commit(txn));
     if (result.succeeded) {
       stored.service.meta.revision = result.revision;
       return ApplyResult{existing ? ApplyOutcome::kConfigured : ApplyOutcome::kCreated,
                          std::move(stored)};
     }
-    // Lost a race: on the service key (retry with what is there now), or on the IP.
+    // Lost a race: on the service key (retry with what is there now), on the IP, or
+    // on a node port the manifest named.
+    for (size_t i = 0; i < svc.ports.size(); ++i) {
+      if (svc.ports[i].node_port == 0) continue;
+      std::string k = NodePortKey(svc.ports[i].protocol, svc.ports[i].node_port);
+      if (std::find(np_claims.begin(), np_claims.end(), k) == np_claims.end()) continue;
+      ASSIGN_OR_RETURN(std::optional<store::KeyValue> owner, store_->Get(k));
+      if (!owner) continue;
+      absl::StatusOr<Json> o = ParseJson(owner->value);
+      std::string who = o.ok() && o->is_object() ? o->value("service", "?") : "?";
+      if (who != svc.meta.Key()) {
+        return absl::AlreadyExistsError(StrCat("spec.ports[", i, "].nodePort: ",
+                                               svc.ports[i].node_port, " is already allocated "
+                                               "to service ", who));
+      }
+    }
     if (!claim.empty() && claim == requested_ip) {
       ASSIGN_OR_RETURN(std::optional<store::KeyValue> owner, store_->Get(ServiceIpKey(claim)));
       if (owner) {
@@ -242,6 +349,9 @@ absl::StatusOr<StoredService> ServiceRegistry::Delete(std::string_view ns, std::
     txn.success.push_back(store::Op::Delete(key));
     if (!stored.service.cluster_ip.empty()) {
       txn.success.push_back(store::Op::Delete(ServiceIpKey(stored.service.cluster_ip)));
+    }
+    for (const std::string& k : NodePortClaims(&stored.service)) {
+      txn.success.push_back(store::Op::Delete(k));
     }
     ASSIGN_OR_RETURN(store::TxnResult result, store_->Commit(txn));
     if (result.succeeded) return stored;

@@ -3,6 +3,7 @@
 //   /loom/services/<ns>/<name>  the Service manifest (model::ServiceToManifest) plus
 //                               status.createdAt
 //   /loom/serviceips/<ip>       {"service": "<ns>/<name>"}: the claim on a ClusterIP
+//   /loom/nodeports/<proto>/<port>  {"service": ...}: the claim on a NodePort's port
 // A service and its IP claim are written in one transaction, guarded by CAS on
 // both keys, so two agents never hand out one IP and a service never loses its IP
 // to a concurrent writer. The IP is stable for the service's life: a re-apply keeps
@@ -24,9 +25,11 @@ namespace loom::agent {
 
 inline constexpr std::string_view kServicesPrefix = "/loom/services/";
 inline constexpr std::string_view kServiceIpsPrefix = "/loom/serviceips/";
+inline constexpr std::string_view kNodePortsPrefix = "/loom/nodeports/";
 
 std::string ServiceKey(std::string_view ns, std::string_view name);
 std::string ServiceIpKey(std::string_view ip);
+std::string NodePortKey(model::Protocol protocol, uint16_t port);  // ".../tcp/30080"
 
 // A stored Service: the typed object and its JSON as served by the API.
 struct StoredService {
@@ -57,6 +60,10 @@ struct ServiceRegistryOptions {
   // Where a search for a free address starts (tests fix it; default random).
   std::optional<uint32_t> start_offset;
   int max_attempts = 16;
+  // NodePort services: ports given must lie in this range; missing ones are allocated
+  // from it (Kubernetes' default range), claimed by CAS like ClusterIPs.
+  uint16_t node_port_min = 30000;
+  uint16_t node_port_max = 32767;
 };
 
 class ServiceRegistry {
@@ -64,8 +71,10 @@ class ServiceRegistry {
   ServiceRegistry(store::Store* store, ServiceRegistryOptions options);
 
   // Creates or updates the service. InvalidArgument (naming the field) for a bad
-  // manifest or an IP that cannot be used; AlreadyExists when a requested
-  // spec.clusterIP belongs to another service; Aborted when CAS kept failing.
+  // manifest, an IP or node port that cannot be used; AlreadyExists when a requested
+  // spec.clusterIP or nodePort belongs to another service; Aborted when CAS kept failing.
+  // A NodePort service's ports keep their node port across re-applies (matched by
+  // name and protocol) unless the manifest names another.
   absl::StatusOr<ApplyResult> Apply(const Json& manifest);
   absl::StatusOr<StoredService> Get(std::string_view ns, std::string_view name);
   // Every service, or those of one namespace; sorted by namespace and name.
@@ -77,6 +86,12 @@ class ServiceRegistry {
   absl::StatusOr<std::string> CheckRequestedIp(const std::string& ip) const;
   absl::StatusOr<std::string> PickFreeIp();
   bool Usable(uint32_t ip) const;
+  // Fills every port's node_port of a NodePort service (kept from `existing`, or
+  // allocated); returns the claim keys that are new, and sets `release` to the old
+  // claims no longer used.
+  absl::StatusOr<std::vector<std::string>> PlanNodePorts(model::Service& next,
+                                                         const model::Service* existing,
+                                                         std::vector<std::string>* release);
 
   store::Store* store_;
   ServiceRegistryOptions options_;

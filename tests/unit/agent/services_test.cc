@@ -147,6 +147,63 @@ TEST_F(ServicesTest, DeleteReleasesTheIpAndTypeChangeToo) {
   EXPECT_THAT(registry_->Get("default", "web"), StatusIs(absl::StatusCode::kNotFound));
 }
 
+constexpr char kNodePort[] = R"(
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: dns, port: 53, protocol: UDP, nodePort: 30053}
+)";
+
+TEST_F(ServicesTest, NodePortsAllocatedKeptAndReleased) {
+  ASSERT_OK_AND_ASSIGN(ApplyResult first, registry_->Apply(Manifest(kNodePort)));
+  const auto& ports = first.stored.service.ports;
+  ASSERT_EQ(ports.size(), 2u);
+  EXPECT_GE(ports[0].node_port, 30000);
+  EXPECT_LE(ports[0].node_port, 32767);
+  EXPECT_EQ(ports[1].node_port, 30053);
+  ASSERT_OK_AND_ASSIGN(auto claim, store_->Get(NodePortKey(model::Protocol::kTcp, ports[0].node_port)));
+  ASSERT_TRUE(claim.has_value());
+  EXPECT_THAT(claim->value, HasSubstr("default/np"));
+  // A re-apply keeps the allocated port (the manifest still names none).
+  ASSERT_OK_AND_ASSIGN(ApplyResult again, registry_->Apply(Manifest(kNodePort)));
+  EXPECT_EQ(again.outcome, ApplyOutcome::kUnchanged);
+  EXPECT_EQ(again.stored.service.ports[0].node_port, ports[0].node_port);
+
+  // Another service asking for a taken port: refused, naming the field and the owner.
+  std::string other = kNodePort;
+  other.replace(other.find("name: np"), 8, "name: o2");
+  absl::StatusOr<ApplyResult> taken = registry_->Apply(Manifest(other));
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(taken.status().message()), HasSubstr("spec.ports[1].nodePort: 30053"));
+  EXPECT_THAT(std::string(taken.status().message()), HasSubstr("default/np"));
+
+  // Out of range, and twice in one service.
+  std::string low = kNodePort;
+  low.replace(low.find("nodePort: 30053"), 15, "nodePort: 8080");
+  absl::StatusOr<ApplyResult> bad = registry_->Apply(Manifest(low));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("spec.ports[1].nodePort: 8080 is outside the node port range 30000-32767"));
+
+  // Deleting the service releases its ports.
+  ASSERT_OK(registry_->Delete("default", "np").status());
+  ASSERT_OK_AND_ASSIGN(store::RangeResult left, store_->Range(kNodePortsPrefix));
+  EXPECT_TRUE(left.kvs.empty());
+  // A type change to ClusterIP releases them too.
+  ASSERT_OK(registry_->Apply(Manifest(kNodePort)).status());
+  std::string cip = kNodePort;
+  cip.replace(cip.find("type: NodePort"), 14, "type: ClusterIP");
+  cip.replace(cip.find(", nodePort: 30053"), 17, "");
+  ASSERT_OK(registry_->Apply(Manifest(cip)).status());
+  ASSERT_OK_AND_ASSIGN(left, store_->Range(kNodePortsPrefix));
+  EXPECT_TRUE(left.kvs.empty());
+}
+
 TEST_F(ServicesTest, BadManifestsNameTheField) {
   EXPECT_THAT(registry_->Apply(Manifest("kind: Service\nmetadata: {name: web}\nspec: {ports: "
                                         "[{port: 70000}]}\n")),
