@@ -1,6 +1,9 @@
 #include "agent/lb/lb_controller.h"
 
+#include <linux/magic.h>
 #include <net/if.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
 
 #include <chrono>
 
@@ -10,6 +13,23 @@
 
 namespace loom::agent {
 namespace {
+
+// The canonical bpffs mount point is mounted when it is not (as Cilium does): a fresh
+// /sys (a container, `ip netns exec`) has none. Other parents are the operator's.
+absl::Status EnsureBpffs(const std::string& dir) {
+  constexpr char kBpffs[] = "/sys/fs/bpf";
+  if (dir.rfind(StrCat(kBpffs, "/"), 0) != 0) return absl::OkStatus();
+  struct statfs fs;
+  if (statfs(kBpffs, &fs) != 0) return ErrnoToStatus(errno, StrCat("statfs ", kBpffs));
+  if (fs.f_type == BPF_FS_MAGIC) return absl::OkStatus();
+  if (mount("bpffs", kBpffs, "bpf", 0, nullptr) != 0) {
+    return ErrnoToStatus(errno, StrCat("mount bpffs on ", kBpffs));
+  }
+  LOG_WARNING("lb: mounted bpffs; pins live as long as this mount (in a mount namespace "
+              "of its own, loomd loses them at exit: give it the host's /sys/fs/bpf)",
+              {"path", kBpffs});
+  return absl::OkStatus();
+}
 
 // Loom's pod veths, as the CNI plugin names them ("lm" + 11 hex digits).
 bool IsPodVeth(std::string_view name) {
@@ -37,6 +57,7 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
     const LbControllerOptions& options) {
   ASSIGN_OR_RETURN(Cgroup2Dir cgroup,
                    ResolveLoomCgroup2(options.cgroup2_dir, options.run_dir));
+  RETURN_IF_ERROR(EnsureBpffs(options.bpffs_dir));
   absl::StatusOr<std::unique_ptr<lb::BpfLoadBalancer>> lb =
       lb::BpfLoadBalancer::Open(options.bpffs_dir);
   if (!lb.ok()) return Annotate(lb.status(), StrCat("--bpffs-dir ", options.bpffs_dir));
