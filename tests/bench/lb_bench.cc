@@ -244,6 +244,7 @@ int main() {
     umount2(bpffs.c_str(), MNT_DETACH);
     rmdir(cg_root.c_str());
     rmdir(bpffs.c_str());
+    unlink((tmp + "/rules").c_str());
     rmdir(tmp.c_str());
   };
   auto fail = [&](const std::string& what) {
