@@ -62,6 +62,17 @@ static_assert(offsetof(lb_ct_key, saddr) == 0 && offsetof(lb_ct_key, daddr) == 4
 static_assert(sizeof(lb_ct_entry) == 16);
 static_assert(offsetof(lb_ct_entry, backend_id) == 0 &&
               offsetof(lb_ct_entry, rev_nat_id) == 4 && offsetof(lb_ct_entry, last_seen_ns) == 8);
+static_assert(sizeof(lb_node_config) == 8);
+static_assert(offsetof(lb_node_config, node_ip) == 0 && offsetof(lb_node_config, snat_ip) == 4);
+static_assert(sizeof(lb_nodeport_nat_key) == 12);
+static_assert(offsetof(lb_nodeport_nat_key, backend_ip) == 0 &&
+              offsetof(lb_nodeport_nat_key, backend_port) == 4 &&
+              offsetof(lb_nodeport_nat_key, snat_port) == 6 &&
+              offsetof(lb_nodeport_nat_key, proto) == 8);
+static_assert(sizeof(lb_nodeport_nat) == 12);
+static_assert(offsetof(lb_nodeport_nat, client_ip) == 0 &&
+              offsetof(lb_nodeport_nat, client_port) == 4 &&
+              offsetof(lb_nodeport_nat, rev_nat_id) == 8);
 static_assert(LB_MAGLEV_SIZE == loom::lb::kDefaultMaglevTableSize);
 
 namespace loom::lb {
@@ -208,6 +219,7 @@ absl::Status BpfLoadBalancer::PinPrograms() {
   std::vector<bpf_program*> progs = SockPrograms(sock_);
   progs.push_back(tc_->progs.lb_tc_from_pod);
   progs.push_back(tc_->progs.lb_tc_to_pod);
+  progs.push_back(tc_->progs.lb_tc_nodeport);
   for (bpf_program* prog : progs) {
     std::string path = StrCat(dir_, "/prog_", bpf_program__name(prog));
     if (unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -294,21 +306,38 @@ absl::Status BpfLoadBalancer::AttachCgroup(const std::string& cgroup_path) {
   return status;
 }
 
-absl::Status BpfLoadBalancer::AttachTc(int ifindex) {
-  for (bpf_tc_attach_point point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
-    int err = bpf_tc_hook_create(&hook);
-    if (err != 0 && err != -EEXIST) {
-      return BpfStatus(err, StrCat("create clsact on ifindex ", ifindex));
-    }
-    bpf_program* prog = point == BPF_TC_INGRESS ? tc_->progs.lb_tc_from_pod : tc_->progs.lb_tc_to_pod;
-    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = bpf_program__fd(prog),
-                .flags = BPF_TC_F_REPLACE, .handle = kTcHandle, .priority = kTcPriority);
-    RETURN_IF_ERROR(BpfStatus(bpf_tc_attach(&hook, &opts),
-                              StrCat("attach tc_lb to ifindex ", ifindex)));
+absl::Status BpfLoadBalancer::AttachTcHook(int ifindex, int point, int prog_fd) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+              .attach_point = static_cast<bpf_tc_attach_point>(point));
+  int err = bpf_tc_hook_create(&hook);
+  if (err != 0 && err != -EEXIST) {
+    return BpfStatus(err, StrCat("create clsact on ifindex ", ifindex));
   }
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
+              .handle = kTcHandle, .priority = kTcPriority);
+  RETURN_IF_ERROR(
+      BpfStatus(bpf_tc_attach(&hook, &opts), StrCat("attach tc_lb to ifindex ", ifindex)));
   tc_ifindexes_.insert(ifindex);
   return absl::OkStatus();
+}
+
+absl::Status BpfLoadBalancer::AttachTc(int ifindex) {
+  RETURN_IF_ERROR(AttachTcHook(ifindex, BPF_TC_INGRESS, tc_from_pod_fd()));
+  return AttachTcHook(ifindex, BPF_TC_EGRESS, tc_to_pod_fd());
+}
+
+absl::Status BpfLoadBalancer::AttachNodePort(int underlay_ifindex, int overlay_ifindex,
+                                             net::Ipv4Address node_ip,
+                                             net::Ipv4Address snat_ip) {
+  lb_node_config cfg{};
+  cfg.node_ip = node_ip.ToNetworkOrder();
+  cfg.snat_ip = snat_ip.ToNetworkOrder();
+  __u32 zero = 0;
+  RETURN_IF_ERROR(Update(map_fds().config, &zero, &cfg, "node config"));
+  if (overlay_ifindex > 0) {
+    RETURN_IF_ERROR(AttachTcHook(overlay_ifindex, BPF_TC_INGRESS, tc_from_pod_fd()));
+  }
+  return AttachTcHook(underlay_ifindex, BPF_TC_INGRESS, tc_nodeport_fd());
 }
 
 absl::Status BpfLoadBalancer::DetachTc(int ifindex) {
@@ -629,6 +658,7 @@ std::vector<std::string> BpfLoadBalancer::PinNames() const {
   }
   names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc_from_pod)));
   names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc_to_pod)));
+  names.push_back(StrCat("prog_", bpf_program__name(tc_->progs.lb_tc_nodeport)));
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
@@ -667,6 +697,8 @@ LbMapFds BpfLoadBalancer::map_fds() const {
   fds.affinity = bpf_map__fd(sock_->maps.lb_affinity);
   fds.sock_revnat = bpf_map__fd(sock_->maps.lb_sock_revnat);
   fds.ct = bpf_map__fd(tc_->maps.lb_ct);
+  fds.config = bpf_map__fd(tc_->maps.lb_config);
+  fds.nodeport_nat = bpf_map__fd(tc_->maps.lb_nodeport_nat);
   return fds;
 }
 
@@ -674,5 +706,8 @@ int BpfLoadBalancer::tc_from_pod_fd() const {
   return bpf_program__fd(tc_->progs.lb_tc_from_pod);
 }
 int BpfLoadBalancer::tc_to_pod_fd() const { return bpf_program__fd(tc_->progs.lb_tc_to_pod); }
+int BpfLoadBalancer::tc_nodeport_fd() const {
+  return bpf_program__fd(tc_->progs.lb_tc_nodeport);
+}
 
 }  // namespace loom::lb

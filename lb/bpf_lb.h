@@ -42,6 +42,8 @@ struct LbMapFds {
   int affinity = -1;
   int sock_revnat = -1;
   int ct = -1;
+  int config = -1;
+  int nodeport_nat = -1;
 };
 
 class BpfLoadBalancer {
@@ -66,6 +68,14 @@ class BpfLoadBalancer {
   // interface's namespace (net::RunInNetns).
   absl::Status AttachTc(int ifindex);
   absl::Status DetachTc(int ifindex);
+
+  // NodePort from outside the node: lb_tc_nodeport on the underlay's ingress
+  // (`underlay_ifindex`), lb_tc_from_pod on the overlay device's ingress
+  // (`overlay_ifindex`, 0 for none: backends on other nodes then answer nothing), and
+  // the node's addresses (`node_ip` serves NodePorts; `snat_ip`, this node's overlay
+  // address, is the source backends see). Calls in the interfaces' namespace.
+  absl::Status AttachNodePort(int underlay_ifindex, int overlay_ifindex, net::Ipv4Address node_ip,
+                              net::Ipv4Address snat_ip);
 
   // Affinity of a frontend: written at once when the frontend resolves, else when its
   // count is first written (Apply).
@@ -102,6 +112,7 @@ class BpfLoadBalancer {
   LbMapFds map_fds() const;
   int tc_from_pod_fd() const;  // tc ingress of a pod's host veth: DNAT
   int tc_to_pod_fd() const;    // tc egress: reverse NAT
+  int tc_nodeport_fd() const;  // the underlay's tc ingress: NodePort DNAT + SNAT
   const std::string& bpffs_dir() const { return dir_; }
   // The frontend's reverse-NAT id, or 0 when it has none.
   uint32_t RevNatId(const ServiceFrontend& frontend) const;
@@ -123,6 +134,7 @@ class BpfLoadBalancer {
   absl::Status FlushMaglev();
   absl::Status WriteMaglev(uint32_t rev_nat_id, const std::vector<uint32_t>& slot_ids);
   absl::Status AssignRevNat(const ServiceFrontend& fe, Frontend& f);
+  absl::Status AttachTcHook(int ifindex, int point, int prog_fd);
   absl::Status WriteFrontendValue(const ServiceFrontend& fe, const Frontend& f);
   std::vector<std::string> PinNames() const;
 

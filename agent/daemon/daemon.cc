@@ -172,6 +172,7 @@ absl::Status Daemon::Start() {
   absl::Status status = [&]() -> absl::Status {
     ASSIGN_OR_RETURN(Underlay underlay, ResolveUnderlay(config_.underlay_iface));
     underlay_ip_ = underlay.ip;
+    underlay_iface_ = underlay.iface;
 
     // The metrics address first: binding it creates nothing on disk.
     http::Router metrics_router;
@@ -354,6 +355,11 @@ absl::Status Daemon::StartServicesAndDns() {
     lo.cgroup2_dir = config_.cgroup2_dir;
     lo.run_dir = config_.run_dir;
     if (auto ip = net::Ipv4Address::Parse(underlay_ip_); ip.ok()) lo.node_ip = *ip;
+    if (overlay_) {  // NodePort from outside: replies come back through the overlay
+      lo.underlay_iface = underlay_iface_;
+      lo.overlay_device = overlay_->device();
+      lo.snat_ip = overlay_->pod_cidr().network().address();
+    }
     lo.metrics = &metrics_;
     absl::StatusOr<std::unique_ptr<LbController>> lb_started = LbController::Start(lo);
     if (!lb_started.ok()) return Annotate(lb_started.status(), "lb");

@@ -122,6 +122,7 @@ class Daemon {
   std::unique_ptr<LbController> lb_;
   std::atomic<LbController*> live_lb_{nullptr};
   std::string underlay_ip_;
+  std::string underlay_iface_;
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

@@ -75,6 +75,14 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
     c->services_gauge_ = &m.AddGauge("loom_lb_services", "Services programmed.").Get();
   }
   RETURN_IF_ERROR(c->AttachExistingPods());
+  if (options.node_ip && options.snat_ip && !options.underlay_iface.empty()) {
+    unsigned underlay = if_nametoindex(options.underlay_iface.c_str());
+    if (underlay == 0) return ErrnoToStatus(errno, StrCat("underlay ", options.underlay_iface));
+    unsigned overlay =
+        options.overlay_device.empty() ? 0 : if_nametoindex(options.overlay_device.c_str());
+    RETURN_IF_ERROR(c->lb_->AttachNodePort(static_cast<int>(underlay), static_cast<int>(overlay),
+                                           *options.node_ip, *options.snat_ip));
+  }
   c->thread_ = std::thread([p = c.get()] { p->Loop(); });
   LOG_INFO("lb: started", {"bpffs_dir", options.bpffs_dir}, {"cgroup2_dir", c->cgroup_.dir});
   return c;

@@ -30,6 +30,12 @@ struct LbControllerOptions {
   std::string cgroup2_dir;  // --cgroup2-dir ("" = <host cgroup2>/loom)
   std::string run_dir;      // where cgroup2 is mounted when the host has none
   std::optional<net::Ipv4Address> node_ip;  // NodePort frontends
+  // NodePort from outside the node: the underlay interface (its tc ingress), the
+  // overlay device (replies from backends on other nodes) and this node's overlay
+  // address (the source backends see). Empty / unset: NodePorts serve pods only.
+  std::string underlay_iface;
+  std::string overlay_device;
+  std::optional<net::Ipv4Address> snat_ip;
   metrics::Registry* metrics = nullptr;     // must outlive the controller when set
 };
 

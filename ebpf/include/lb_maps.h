@@ -26,6 +26,8 @@
 /* CT entry direction (lb_ct_key.dir). */
 #define LB_CT_FORWARD 0
 #define LB_CT_REPLY 1
+#define LB_CT_NODEPORT 2 /* from outside, to a NodePort on the underlay */
+#define LB_NODEPORT_NAT_ENTRIES 65536
 
 /* services: (VIP, port, protocol, slot). Slot 0 holds the frontend (count, rev-NAT id,
  * flags); slots 1..count hold backend ids (lb::PlanServiceUpdate's layout). */
@@ -108,6 +110,33 @@ struct lb_ct_entry {
   __u32 backend_id; /* forward entries */
   __u32 rev_nat_id;
   __u64 last_seen_ns;
+};
+
+/* config (array, one entry): what the NodePort path needs to know about the node. */
+struct lb_node_config {
+  __be32 node_ip; /* the underlay address NodePorts are served on (0: no NodePort) */
+  __be32 snat_ip; /* the source NodePort flows get towards backends: the overlay's
+                   * address of this node (the pod CIDR's .0), which every backend's
+                   * node routes back through the overlay, unmasqueraded */
+};
+
+/* nodeport_nat (LRU): a backend's reply to a SNATed NodePort flow, keyed by what the
+ * reply carries (backend address and port, the SNAT port = the client's port), ->
+ * the external client and the frontend the reply must come from. */
+struct lb_nodeport_nat_key {
+  __be32 backend_ip;
+  __be16 backend_port;
+  __be16 snat_port;
+  __u8 proto;
+  __u8 pad0;
+  __u16 pad1;
+};
+
+struct lb_nodeport_nat {
+  __be32 client_ip;
+  __be16 client_port;
+  __u16 pad;
+  __u32 rev_nat_id;
 };
 
 #endif /* LOOM_EBPF_LB_MAPS_H_ */

@@ -23,6 +23,22 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_ct SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct lb_node_config);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, LB_NODEPORT_NAT_ENTRIES);
+  __type(key, struct lb_nodeport_nat_key);
+  __type(value, struct lb_nodeport_nat);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nodeport_nat SEC(".maps");
+
 struct lb_pkt {
   __u32 l3_off;
   __u32 l4_off;
@@ -89,6 +105,83 @@ static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct lb_pkt
   return 0;
 }
 
+/* The backend of the flow `key` (a forward or NodePort entry of lb_ct): a tracked flow
+ * keeps its backend while the backend exists (draining ones too); a new flow, or one
+ * whose backend left, is placed (and tracked). Forward flows also get the reply entry
+ * their client's veth translates back. NULL: no backend (drop). */
+static __always_inline struct lb_backend *lb_tracked_backend(const struct lb_pkt *p,
+                                                             const struct lb_ct_key *key,
+                                                             const struct lb_service_key *skey,
+                                                             const struct lb_service *svc,
+                                                             __u64 now) {
+  __u32 id = 0;
+  struct lb_backend *b = 0;
+  struct lb_ct_entry *ct = bpf_map_lookup_elem(&lb_ct, key);
+  if (ct) {
+    id = ct->backend_id;
+    b = bpf_map_lookup_elem(&lb_backends, &id);
+    if (b) {
+      ct->last_seen_ns = now;
+      return b;
+    }
+  }
+  __u64 tuple = ((__u64)p->saddr << 32) ^ ((__u64)p->sport << 16) ^ p->dport ^
+                ((__u64)p->proto << 48);
+  id = lb_pick_backend(skey, svc, lb_mix64(tuple), p->saddr);
+  if (id == 0) return 0;
+  b = bpf_map_lookup_elem(&lb_backends, &id);
+  if (!b) return 0;
+  struct lb_ct_entry entry = {.backend_id = id, .rev_nat_id = svc->rev_nat_id, .last_seen_ns = now};
+  bpf_map_update_elem(&lb_ct, key, &entry, BPF_ANY);
+  if (key->dir == LB_CT_FORWARD) {
+    struct lb_ct_key reply = {.saddr = b->ip, .daddr = p->saddr, .sport = b->port,
+                              .dport = p->sport, .proto = p->proto, .dir = LB_CT_REPLY};
+    bpf_map_update_elem(&lb_ct, &reply, &entry, BPF_ANY);
+  }
+  return b;
+}
+
+/* Sends the (rewritten) packet out of wherever the FIB routes its destination,
+ * bypassing the local stack: its source is one of this node's own addresses (the
+ * NodePort or the SNAT address), which the kernel's input path would drop as a
+ * martian on a packet arriving from outside. */
+static __always_inline int lb_redirect_routed(struct __sk_buff *skb, __be32 saddr,
+                                              __be32 daddr) {
+  /* An input-path lookup (from where the packet came in); an output lookup would bind
+   * the route to that interface. */
+  struct bpf_fib_lookup fib = {};
+  fib.family = 2; /* AF_INET */
+  fib.ipv4_src = saddr;
+  fib.ipv4_dst = daddr;
+  fib.ifindex = skb->ingress_ifindex;
+  int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_SHOT;
+  return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+}
+
+/* A backend's reply to a SNATed NodePort flow (on the backend's veth, or on the
+ * overlay device from a backend on another node): back to the external client, from
+ * NodePort. Returns -1 when the packet is no such reply. */
+static __always_inline int lb_nodeport_reply(struct __sk_buff *skb, struct lb_pkt *p) {
+  __u32 zero = 0;
+  struct lb_node_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+  if (!cfg || cfg->snat_ip == 0 || p->daddr != cfg->snat_ip) return -1;
+  struct lb_nodeport_nat_key nk = {.backend_ip = p->saddr, .backend_port = p->sport,
+                                   .snat_port = p->dport, .proto = p->proto};
+  struct lb_nodeport_nat *nat = bpf_map_lookup_elem(&lb_nodeport_nat, &nk);
+  if (!nat) return -1;
+  __u32 rev_id = nat->rev_nat_id;
+  struct lb_rev_nat *rev = bpf_map_lookup_elem(&lb_rev_nat, &rev_id);
+  if (!rev) return TC_ACT_SHOT;
+  __be32 client_ip = nat->client_ip;
+  __be16 client_port = nat->client_port;
+  __be32 node_ip = rev->vip;
+  if (lb_rewrite(skb, p, 1, node_ip, rev->port)) return TC_ACT_SHOT;
+  p->saddr = node_ip;
+  if (lb_rewrite(skb, p, 0, client_ip, client_port)) return TC_ACT_SHOT;
+  return lb_redirect_routed(skb, node_ip, client_ip);
+}
+
 /* Towards the pod: a reply from a backend of a tracked flow goes back to the VIP. */
 SEC("tc")
 int lb_tc_to_pod(struct __sk_buff *skb) {
@@ -105,16 +198,17 @@ int lb_tc_to_pod(struct __sk_buff *skb) {
   return lb_rewrite(skb, &p, 1, rev->vip, rev->port) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
-/* From the pod: new flows to a frontend are placed on a backend and DNATed. */
+/* From the pod: new flows to a frontend are placed on a backend and DNATed. Also on
+ * the overlay device's ingress, for NodePort replies from other nodes' backends. */
 SEC("tc")
 int lb_tc_from_pod(struct __sk_buff *skb) {
   struct lb_pkt p = {};
   if (lb_parse(skb, &p)) return TC_ACT_OK;
+  int verdict = lb_nodeport_reply(skb, &p);
+  if (verdict >= 0) return verdict;
   __u64 now = bpf_ktime_get_ns();
   struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
                           .dport = p.dport, .proto = p.proto, .dir = LB_CT_FORWARD};
-  struct lb_ct_entry *ct;
-
   struct lb_service_key skey = {.vip = p.daddr, .dport = p.dport, .proto = p.proto};
   struct lb_service *svc = bpf_map_lookup_elem(&lb_services, &skey);
   if (!svc) {
@@ -130,31 +224,44 @@ int lb_tc_from_pod(struct __sk_buff *skb) {
     return TC_ACT_OK;
   }
 
-  /* A tracked flow keeps its backend while the backend exists (draining ones too);
-   * a flow whose backend left is placed again. */
-  __u32 id = 0;
-  struct lb_backend *b = 0;
-  ct = bpf_map_lookup_elem(&lb_ct, &key);
-  if (ct) {
-    id = ct->backend_id;
-    b = bpf_map_lookup_elem(&lb_backends, &id);
-    if (b) ct->last_seen_ns = now;
-  }
-  if (!b) {
-    __u64 tuple = ((__u64)p.saddr << 32) ^ ((__u64)p.sport << 16) ^ p.dport ^
-                  ((__u64)p.proto << 48);
-    id = lb_pick_backend(&skey, svc, lb_mix64(tuple), p.saddr);
-    if (id == 0) return TC_ACT_SHOT;
-    b = bpf_map_lookup_elem(&lb_backends, &id);
-    if (!b) return TC_ACT_SHOT;
-    struct lb_ct_entry entry = {
-        .backend_id = id, .rev_nat_id = svc->rev_nat_id, .last_seen_ns = now};
-    bpf_map_update_elem(&lb_ct, &key, &entry, BPF_ANY);
-    struct lb_ct_key reply = {.saddr = b->ip, .daddr = p.saddr, .sport = b->port,
-                              .dport = p.sport, .proto = p.proto, .dir = LB_CT_REPLY};
-    bpf_map_update_elem(&lb_ct, &reply, &entry, BPF_ANY);
-  }
+  struct lb_backend *b = lb_tracked_backend(&p, &key, &skey, svc, now);
+  if (!b) return TC_ACT_SHOT;
   return lb_rewrite(skb, &p, 0, b->ip, b->port) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* The underlay's ingress: a flow from outside to NodePort on this node's address is
+ * placed on a backend (any node), DNATed to it and SNATed to the node's overlay
+ * address (keeping the client's port), so that the reply comes back through this
+ * node, where lb_nodeport_reply restores both. */
+SEC("tc")
+int lb_tc_nodeport(struct __sk_buff *skb) {
+  struct lb_pkt p = {};
+  if (lb_parse(skb, &p)) return TC_ACT_OK;
+  __u32 zero = 0;
+  struct lb_node_config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+  if (!cfg || cfg->node_ip == 0 || cfg->snat_ip == 0 || p.daddr != cfg->node_ip)
+    return TC_ACT_OK;
+  struct lb_service_key skey = {.vip = p.daddr, .dport = p.dport, .proto = p.proto};
+  struct lb_service *svc = bpf_map_lookup_elem(&lb_services, &skey);
+  if (!svc) return TC_ACT_OK;
+  __u64 now = bpf_ktime_get_ns();
+  struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
+                          .dport = p.dport, .proto = p.proto, .dir = LB_CT_NODEPORT};
+  struct lb_backend *b = lb_tracked_backend(&p, &key, &skey, svc, now);
+  if (!b) return TC_ACT_SHOT;
+  struct lb_nodeport_nat_key nk = {.backend_ip = b->ip, .backend_port = b->port,
+                                   .snat_port = p.sport, .proto = p.proto};
+  struct lb_nodeport_nat nat = {.client_ip = p.saddr, .client_port = p.sport,
+                                .rev_nat_id = svc->rev_nat_id};
+  bpf_map_update_elem(&lb_nodeport_nat, &nk, &nat, BPF_ANY);
+  __be32 backend_ip = b->ip;
+  __be16 backend_port = b->port;
+  __be32 snat_ip = cfg->snat_ip;
+  if (lb_rewrite(skb, &p, 0, backend_ip, backend_port)) return TC_ACT_SHOT;
+  p.daddr = backend_ip;
+  p.dport = backend_port;
+  if (lb_rewrite(skb, &p, 1, snat_ip, p.sport)) return TC_ACT_SHOT;
+  return lb_redirect_routed(skb, snat_ip, backend_ip);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -409,6 +409,23 @@ TEST_F(LbClusterTest, ClientIpAffinityKeepsAClientOnOneBackend) {
 }
 
 TEST_F(LbClusterTest, NodePortAnswersOnEveryNodesAddress) {
+  // From outside the cluster: a host on the underlay (the etcd namespace), to every
+  // node's address; backends on all three nodes answer (DNAT + SNAT through the overlay).
+  for (int node = 0; node < 3; ++node) {
+    SCOPED_TRACE(StrCat("outside -> node", node + 1));
+    ASSERT_OK_AND_ASSIGN(
+        std::string out,
+        RunChecked({"ip", "netns", "exec", StrCat(cluster_->prefix(), "-etcd"), "python3",
+                    StrCat(cluster_->node(0).dir, "/client.py"), "tcp",
+                    cluster_->node(node).underlay_ip, "30080", "90"},
+                   absl::Seconds(120)));
+    Json r = Json::parse(out, nullptr, false);
+    ASSERT_TRUE(r.is_object()) << out;
+    EXPECT_EQ(r["errors"], 0) << r.dump();
+    EXPECT_EQ(r["peer_mismatch"], 0) << r.dump();
+    EXPECT_EQ(r["counts"].size(), 3u) << r.dump();
+  }
+  // From the nodes' own pods, through both paths.
   for (int node = 0; node < 3; ++node) {
     for (bool in_cgroup : {true, false}) {
       SCOPED_TRACE(StrCat("node", node + 1, in_cgroup ? " socket" : " tc"));

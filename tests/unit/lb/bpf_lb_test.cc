@@ -327,6 +327,16 @@ TEST(BpfLbLayout, MapStructsMatchObjectsBtf) {
   ExpectLayout(tb, "lb_ct_entry", sizeof(lb_ct_entry),
                {LOOM_MEMBER(lb_ct_entry, backend_id), LOOM_MEMBER(lb_ct_entry, rev_nat_id),
                 LOOM_MEMBER(lb_ct_entry, last_seen_ns)});
+  ExpectLayout(tb, "lb_node_config", sizeof(lb_node_config),
+               {LOOM_MEMBER(lb_node_config, node_ip), LOOM_MEMBER(lb_node_config, snat_ip)});
+  ExpectLayout(tb, "lb_nodeport_nat_key", sizeof(lb_nodeport_nat_key),
+               {LOOM_MEMBER(lb_nodeport_nat_key, backend_ip),
+                LOOM_MEMBER(lb_nodeport_nat_key, backend_port),
+                LOOM_MEMBER(lb_nodeport_nat_key, snat_port),
+                LOOM_MEMBER(lb_nodeport_nat_key, proto)});
+  ExpectLayout(tb, "lb_nodeport_nat", sizeof(lb_nodeport_nat),
+               {LOOM_MEMBER(lb_nodeport_nat, client_ip), LOOM_MEMBER(lb_nodeport_nat, client_port),
+                LOOM_MEMBER(lb_nodeport_nat, rev_nat_id)});
   tc_lb__destroy(tc);
 }
 
