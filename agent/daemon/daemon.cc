@@ -384,6 +384,7 @@ absl::Status Daemon::StartContainers() {
                    containers::SplitCgroupRoot(config_.cgroup_root));
   o.dns_nameserver = config_.dns_addr.host;
   o.cluster_domain = config_.cluster_domain;
+  o.cgroup2_dir = cgroup2_dir();  // the socket load balancer's cgroup (--lb), else none
   ASSIGN_OR_RETURN(containers_, containers::ContainerManager::Open(o));
   live_containers_.store(containers_.get());
 
