@@ -16,6 +16,7 @@
 #include "common/strings.h"
 #include "gtest/gtest.h"
 #include "tests/unit/runtime/busybox_image.h"
+#include "tests/testing/cluster.h"
 
 namespace loom::testing {
 namespace {
@@ -32,7 +33,8 @@ std::string Slurp(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<RuntimeNode>> RuntimeNode::Create(const std::string& network,
-                                                                  std::vector<std::string> loomd_flags) {
+                                                                  std::vector<std::string> loomd_flags,
+                                                                  bool lb) {
   std::unique_ptr<RuntimeNode> rt(new RuntimeNode());
   static std::atomic<int> n{0};
   rt->cgroup_parent_ = StrCat("loom-it-", ::getpid(), "-", n++);
@@ -42,6 +44,15 @@ absl::StatusOr<std::unique_ptr<RuntimeNode>> RuntimeNode::Create(const std::stri
   loomd_flags.push_back(StrCat("--cni-conf-dir=", rt->conf_dir_));
   loomd_flags.push_back(StrCat("--cni-bin-dir=", network == "bridge" ? "/usr/lib/cni" : bin_dir));
   loomd_flags.push_back(StrCat("--cgroup-root=/sys/fs/cgroup/", rt->cgroup_parent_));
+  if (lb) {  // after CniNode's --lb=false, so these win
+    std::string cgroup2 = HostCgroup2Mount();
+    if (cgroup2.empty()) return absl::FailedPreconditionError("the host has no cgroup2");
+    rt->lb_bpffs_dir_ = StrCat("/sys/fs/bpf/", rt->cgroup_parent_);
+    rt->lb_cgroup2_dir_ = StrCat(cgroup2, "/", rt->cgroup_parent_);
+    loomd_flags.push_back("--lb=true");
+    loomd_flags.push_back(StrCat("--bpffs-dir=", rt->lb_bpffs_dir_));
+    loomd_flags.push_back(StrCat("--cgroup2-dir=", rt->lb_cgroup2_dir_));
+  }
   ASSIGN_OR_RETURN(rt->node_, CniNode::Create(loomd_flags, /*host_mounts=*/true));
   if (network == "loom") {
     rt->WriteConf(StrCat(R"({"cniVersion":"1.1.0","name":"loom","plugins":[{"type":"loom","socket":")",
@@ -111,6 +122,11 @@ RuntimeNode::~RuntimeNode() {
       }
     }
     node_.reset();
+  }
+  if (!lb_cgroup2_dir_.empty()) RemoveCgroupTree(lb_cgroup2_dir_);
+  if (!lb_bpffs_dir_.empty()) {
+    std::error_code ec;
+    fs::remove_all(lb_bpffs_dir_, ec);  // unpinned links detach: nothing holds them now
   }
   for (const char* ctrl : {"memory", "cpu", "pids"}) {
     ::rmdir(StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_).c_str());

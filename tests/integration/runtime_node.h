@@ -20,9 +20,11 @@ namespace loom::testing {
 
 class RuntimeNode {
  public:
-  // `network`: "loom", "bridge" or "" (no CNI config at all).
+  // `network`: "loom", "bridge" or "" (no CNI config at all). `lb`: loomd runs the
+  // service load balancer, with its own bpffs dir and cgroup2 dir (removed at the end).
   static absl::StatusOr<std::unique_ptr<RuntimeNode>> Create(const std::string& network = "loom",
-                                                             std::vector<std::string> loomd_flags = {});
+                                                             std::vector<std::string> loomd_flags = {},
+                                                             bool lb = false);
   ~RuntimeNode();
 
   CniNode& node() { return *node_; }
@@ -38,6 +40,7 @@ class RuntimeNode {
   std::unique_ptr<CniNode> node_;
   std::string cgroup_parent_;
   std::string conf_dir_;
+  std::string lb_bpffs_dir_, lb_cgroup2_dir_;  // with `lb`
 };
 
 }  // namespace loom::testing

@@ -53,13 +53,13 @@ std::string Slurp(const std::string& path) {
 class RuntimeIntegrationTest : public ::testing::Test {
  protected:
   // `network`: "loom", "bridge" or "" (no CNI config at all).
-  void Start(const std::string& network = "loom") {
+  void Start(const std::string& network = "loom", bool lb = false) {
     LOOM_REQUIRE_ROOT();
     LOOM_REQUIRE(::access(runtime::testing::kHostBusybox, X_OK) == 0, "/bin/busybox (busybox-static)");
     if (network == "bridge") {
       LOOM_REQUIRE(::access("/usr/lib/cni/bridge", X_OK) == 0, "the reference CNI plugins in /usr/lib/cni");
     }
-    absl::StatusOr<std::unique_ptr<testing::RuntimeNode>> rt = testing::RuntimeNode::Create(network);
+    absl::StatusOr<std::unique_ptr<testing::RuntimeNode>> rt = testing::RuntimeNode::Create(network, {}, lb);
     ASSERT_OK(rt.status());
     rt_ = *std::move(rt);
     node_ = &rt_->node();
@@ -373,11 +373,10 @@ TEST_F(RuntimeIntegrationTest, ContainersOutliveALoomdRestartAndAreAdopted) {
   ExpectNoLeasesOrPods();
 }
 
-// A container reaches a service VIP. This needs the eBPF load balancer wired into loomd
-// (socket LB on the containers' cgroup2 folder, or tc on the pod veths), which lands
-// separately: enable this test (drop DISABLED_) with it.
-TEST_F(RuntimeIntegrationTest, DISABLED_AContainerReachesAServiceVip) {
-  Start("loom");
+// A container reaches a service VIP: loomd with the eBPF load balancer (socket programs
+// on the cgroup2 folder every container process joins, tc on the pod veths).
+TEST_F(RuntimeIntegrationTest, AContainerReachesAServiceVip) {
+  Start("loom", /*lb=*/true);
   RunDetached({"--name", "backend", "-l", "app=hello", "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "hi"});
   std::string svc = StrCat(node_->dir(), "/hello.yaml");
   std::ofstream(svc) << "apiVersion: loom/v1\nkind: Service\nmetadata: {name: hello}\nspec:\n"
