@@ -47,7 +47,13 @@ absl::StatusOr<std::unique_ptr<RuntimeNode>> RuntimeNode::Create(const std::stri
   if (lb) {  // after CniNode's --lb=false, so these win
     std::string cgroup2 = HostCgroup2Mount();
     if (cgroup2.empty()) return absl::FailedPreconditionError("the host has no cgroup2");
-    rt->lb_bpffs_dir_ = StrCat("/sys/fs/bpf/", rt->cgroup_parent_);
+    // A private bpffs: the host's /sys/fs/bpf may not be mounted, and loomd would mount it.
+    rt->lb_bpffs_mount_ = StrCat("/tmp/loom-rt-it-bpf-", rt->cgroup_parent_);
+    fs::create_directories(rt->lb_bpffs_mount_);
+    if (::mount("bpffs", rt->lb_bpffs_mount_.c_str(), "bpf", 0, nullptr) != 0) {
+      return ErrnoToStatus(errno, StrCat("mount bpffs on ", rt->lb_bpffs_mount_));
+    }
+    rt->lb_bpffs_dir_ = StrCat(rt->lb_bpffs_mount_, "/loom");
     rt->lb_cgroup2_dir_ = StrCat(cgroup2, "/", rt->cgroup_parent_);
     loomd_flags.push_back("--lb=true");
     loomd_flags.push_back(StrCat("--bpffs-dir=", rt->lb_bpffs_dir_));
@@ -124,9 +130,11 @@ RuntimeNode::~RuntimeNode() {
     node_.reset();
   }
   if (!lb_cgroup2_dir_.empty()) RemoveCgroupTree(lb_cgroup2_dir_);
-  if (!lb_bpffs_dir_.empty()) {
+  if (!lb_bpffs_mount_.empty()) {
     std::error_code ec;
     fs::remove_all(lb_bpffs_dir_, ec);  // unpinned links detach: nothing holds them now
+    ::umount2(lb_bpffs_mount_.c_str(), MNT_DETACH);
+    ::rmdir(lb_bpffs_mount_.c_str());
   }
   for (const char* ctrl : {"memory", "cpu", "pids"}) {
     ::rmdir(StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_).c_str());

@@ -40,7 +40,7 @@ class RuntimeNode {
   std::unique_ptr<CniNode> node_;
   std::string cgroup_parent_;
   std::string conf_dir_;
-  std::string lb_bpffs_dir_, lb_cgroup2_dir_;  // with `lb`
+  std::string lb_bpffs_mount_, lb_bpffs_dir_, lb_cgroup2_dir_;  // with `lb`
 };
 
 }  // namespace loom::testing
