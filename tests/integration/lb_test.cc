@@ -8,7 +8,8 @@
 //   - a backend removed while wrk runs, and backends scaled 3 -> 10 -> 3 every 200 ms for
 //     30 s under wrk: zero failed requests;
 //   - loomd killed and restarted during an iperf3 flow through a VIP: the flow survives;
-//   - NodePort: every node's underlay address serves the service to its pods;
+//   - NodePort: every node's underlay address serves the service to a host outside the
+//     cluster (all three backends) and to the node's own pods on both paths;
 //   - `loomd --uninstall` leaves no pin, tc filter, cgroup, device or table behind.
 // One cluster for the whole suite (building it is the slow part); tests run in order.
 #include <signal.h>
