@@ -144,9 +144,9 @@ spec: {ports: [{port: 80}]}
   EXPECT_THAT(err, HasSubstr("missing.yaml: cannot be read"));
   std::tie(rc, out, err) = Run({"apply"});
   EXPECT_EQ(rc, 2);
-  std::tie(rc, out, err) = Run({"get", "pods"});
+  std::tie(rc, out, err) = Run({"get", "widgets"});
   EXPECT_EQ(rc, 2);
-  EXPECT_THAT(err, HasSubstr("unknown kind \"pods\""));
+  EXPECT_THAT(err, HasSubstr("unknown kind \"widgets\""));
 }
 
 TEST_F(ObjectCommandsTest, ApplyReadsStdin) {
