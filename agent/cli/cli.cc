@@ -25,9 +25,9 @@ const std::vector<Command>& Commands() {
        StatusCommand},
       {"apply", "apply -f FILE|-", "Create or update the objects in FILE (YAML or JSON).",
        ApplyCommand},
-      {"get", "get services|endpoints [NAME] [-n NS] [-o json|yaml]", "List or show objects.",
+      {"get", "get services|endpoints|ingresses [NAME] [-n NS] [-o json|yaml]", "List or show objects.",
        GetCommand},
-      {"delete", "delete service NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
+      {"delete", "delete service|ingress NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
   };
   return *commands;
 }

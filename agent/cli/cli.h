@@ -78,6 +78,7 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args);
 int DeleteCommand(Context& ctx, const std::vector<std::string>& args);
 std::string FormatServicesTable(const Json& items, int64_t now_unix);
 std::string FormatEndpointsTable(const Json& items);
+std::string FormatIngressesTable(const Json& items, int64_t now_unix);
 std::string FormatStatusTable(const Json& status);
 
 }  // namespace loom::cli

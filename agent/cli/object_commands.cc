@@ -114,6 +114,7 @@ std::string Kind(std::string_view word) {
   std::string w = Lower(std::string(word));
   if (w == "service" || w == "services" || w == "svc") return "services";
   if (w == "endpoints" || w == "endpoint" || w == "ep") return "endpoints";
+  if (w == "ingresses" || w == "ingress" || w == "ing") return "ingresses";
   return "";
 }
 
@@ -218,10 +219,10 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
   if (!format.ok()) return Fail(ctx, "get", ToStd(format.status().message()), 2);
   absl::StatusOr<ObjectArgs> a = ParseObjectArgs(rest);
   if (!a.ok()) return Fail(ctx, "get", ToStd(a.status().message()), 2);
-  if (a->positional.empty()) return Fail(ctx, "get", "which kind? services or endpoints", 2);
+  if (a->positional.empty()) return Fail(ctx, "get", "which kind? services, endpoints or ingresses", 2);
   std::string kind = Kind(a->positional[0]);
   if (kind.empty()) {
-    return Fail(ctx, "get", StrCat("unknown kind \"", a->positional[0], "\": want services or endpoints"), 2);
+    return Fail(ctx, "get", StrCat("unknown kind \"", a->positional[0], "\": want services, endpoints or ingresses"), 2);
   }
   if (a->positional.size() > 2) {
     return Fail(ctx, "get", StrCat("unexpected argument \"", a->positional[2], "\""), 2);
@@ -240,9 +241,9 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
     return 0;
   }
   Json items = one ? Json::array({*body}) : body->value("items", Json::array());
-  std::string table = kind == "services"
-                          ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
-                          : FormatEndpointsTable(items);
+  std::string table = kind == "services"    ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
+                      : kind == "ingresses" ? FormatIngressesTable(items, absl::ToUnixSeconds(absl::Now()))
+                                            : FormatEndpointsTable(items);
   std::fputs(table.c_str(), ctx.out);
   return 0;
 }
@@ -250,9 +251,9 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
 int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
   absl::StatusOr<ObjectArgs> a = ParseObjectArgs(args);
   if (!a.ok()) return Fail(ctx, "delete", ToStd(a.status().message()), 2);
-  // (namespace, name, where) of each service to delete.
+  // (kind, namespace, name, where) of each object to delete.
   struct Target {
-    std::string ns, name, where;
+    std::string kind, ns, name, where;
   };
   std::vector<Target> targets;
   if (!a->files.empty()) {
@@ -262,28 +263,30 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
     absl::StatusOr<std::vector<Document>> docs = ReadDocuments(a->files);
     if (!docs.ok()) return Fail(ctx, "delete", ToStd(docs.status().message()));
     for (const Document& d : *docs) {
-      if (!d.json.is_object() || d.json.value("kind", "") != "Service") {
-        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service can be deleted here"));
+      std::string kind = d.json.is_object() ? d.json.value("kind", "") : "";
+      if (kind != "Service" && kind != "Ingress") {
+        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service and Ingress can be deleted here"));
       }
       Json meta = d.json.value("metadata", Json::object());
       if (!meta.is_object() || !meta.contains("name") || !meta["name"].is_string()) {
         return Fail(ctx, "delete", StrCat(d.where, ": metadata.name: required"));
       }
       std::string ns = meta.value("namespace", a->ns.empty() ? "default" : a->ns);
-      targets.push_back({ns, meta["name"], d.where});
+      targets.push_back({kind == "Service" ? "services" : "ingresses", ns, meta["name"], d.where});
     }
   } else {
-    if (a->positional.size() < 2 || Kind(a->positional[0]) != "services") {
-      return Fail(ctx, "delete", "usage: delete service NAME [-n NS] | delete -f FILE", 2);
+    std::string kind = a->positional.empty() ? "" : Kind(a->positional[0]);
+    if (a->positional.size() < 2 || (kind != "services" && kind != "ingresses")) {
+      return Fail(ctx, "delete", "usage: delete service|ingress NAME [-n NS] | delete -f FILE", 2);
     }
     for (size_t i = 1; i < a->positional.size(); ++i) {
-      targets.push_back({a->ns.empty() ? "default" : a->ns, a->positional[i], ""});
+      targets.push_back({kind, a->ns.empty() ? "default" : a->ns, a->positional[i], ""});
     }
   }
   int code = 0;
   for (const Target& t : targets) {
     absl::StatusOr<Reply> reply =
-        Request(ctx, "DELETE", StrCat("/v1/services/", t.ns, "/", t.name));
+        Request(ctx, "DELETE", StrCat("/v1/", t.kind, "/", t.ns, "/", t.name));
     if (!reply.ok()) {
       PrintUnreachable(ctx, reply.status());
       return 1;
@@ -293,7 +296,7 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
       code = 1;
       continue;
     }
-    std::fprintf(ctx.out, "service/%s deleted\n", t.name.c_str());
+    std::fprintf(ctx.out, "%s/%s deleted\n", t.kind == "services" ? "service" : "ingress", t.name.c_str());
   }
   return code;
 }

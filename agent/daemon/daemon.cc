@@ -64,6 +64,19 @@ cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& 
   return o;
 }
 
+IngressControllerOptions IngressOptionsFor(const LoomdConfig& c, metrics::Registry* metrics) {
+  IngressControllerOptions o;
+  o.proxy.http_host = c.ingress_addr.host;
+  o.proxy.http_port = c.ingress_addr.port;
+  o.proxy.https_host = c.ingress_tls_addr.host;
+  o.proxy.https_port = c.ingress_tls_addr.port;
+  o.proxy.workers = c.ingress_workers;
+  o.proxy.access_log = c.ingress_access_log;
+  o.proxy.metrics = metrics;
+  o.cert_dir = c.ingress_cert_dir;
+  return o;
+}
+
 }  // namespace
 
 Json AgentStatusToJson(const AgentStatus& s) {
@@ -181,7 +194,10 @@ absl::Status Daemon::Start() {
                           [this]() -> std::shared_ptr<const ServiceState> {
                             ServiceController* c = live_controller_.load();
                             return c == nullptr ? nullptr : c->Current();
-                          }});
+                          },
+                          [this](const Json& m) { return ApplyIngress(live_ingresses_.load(), m); }});
+    RegisterIngressRoutes(api_router, {[this] { return live_ingresses_.load(); },
+                                       [this] { return live_ingress_.load(); }});
     http::ServerOptions api_options;
     api_options.threads = 2;
     api_server_ = std::make_unique<http::HttpServer>(
@@ -307,18 +323,31 @@ absl::Status Daemon::StartServicesAndDns() {
   NodeDns* dns = node_dns_.get();
   service_controller_->Subscribe(
       [dns](std::shared_ptr<const ServiceState> state) { dns->OnState(std::move(state)); });
+  ingress_registry_ = std::make_unique<IngressRegistry>(store_.get());
+  live_ingresses_.store(ingress_registry_.get());
+  if (config_.ingress) {
+    ingress_ = std::make_unique<IngressController>(store_.get(), IngressOptionsFor(config_, &metrics_));
+    RETURN_IF_ERROR(ingress_->Start());
+    live_ingress_.store(ingress_.get());
+    IngressController* ing = ingress_.get();
+    service_controller_->Subscribe(
+        [ing](std::shared_ptr<const ServiceState> state) { ing->OnState(std::move(state)); });
+  }
   RETURN_IF_ERROR(service_controller_->Start());
   live_controller_.store(service_controller_.get());
   return absl::OkStatus();
 }
 
 void Daemon::StopServicesAndDns() {
+  live_ingress_.store(nullptr);
+  live_ingresses_.store(nullptr);
   live_controller_.store(nullptr);
   live_dns_.store(nullptr);
   live_services_.store(nullptr);
   // The controller first: it feeds DNS.
   if (service_controller_) service_controller_->Stop();
   if (node_dns_) node_dns_->Stop();
+  if (ingress_) ingress_->Stop();
 }
 
 void Daemon::Undo() {
@@ -339,6 +368,8 @@ void Daemon::Undo() {
 void Daemon::ReleaseComponents() {
   // Consumers of the store before the store, servers last.
   service_controller_.reset();
+  ingress_.reset();
+  ingress_registry_.reset();
   node_dns_.reset();
   service_registry_.reset();
   registrar_.reset();

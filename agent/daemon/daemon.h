@@ -18,6 +18,7 @@
 #include "agent/cni_api/cni_api.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
+#include "agent/ingress/ingress_controller.h"
 #include "agent/overlay/overlay_controller.h"
 #include "agent/node_dns/node_dns.h"
 #include "agent/services/service_controller.h"
@@ -92,6 +93,11 @@ class Daemon {
   std::atomic<ServiceRegistry*> live_services_{nullptr};
   std::atomic<ServiceController*> live_controller_{nullptr};
   std::atomic<NodeDns*> live_dns_{nullptr};
+  // The ingress (issue 7): Ingress objects and the proxy (--ingress).
+  std::unique_ptr<IngressRegistry> ingress_registry_;
+  std::unique_ptr<IngressController> ingress_;
+  std::atomic<IngressRegistry*> live_ingresses_{nullptr};
+  std::atomic<IngressController*> live_ingress_{nullptr};
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

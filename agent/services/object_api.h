@@ -1,5 +1,5 @@
 // The objects part of loomd's local API:
-//   POST   /v1/apply                      one manifest (JSON); kind Service for now
+//   POST   /v1/apply                      one manifest (JSON); kind Service (Ingress: agent/ingress)
 //          -> {"kind", "namespace", "name", "result": created|configured|unchanged, "object"}
 //   GET    /v1/services[/<ns>[/<name>]]   {"items": [...]} or one object
 //   DELETE /v1/services/<ns>/<name>       {"kind", "namespace", "name", "result": "deleted"}
@@ -22,9 +22,14 @@ struct ObjectApiDeps {
   std::function<ServiceRegistry*()> services;
   // Null until the controller published its first snapshot.
   std::function<std::shared_ptr<const ServiceState>()> state;
+  // Applies a kind Ingress manifest (agent/ingress); unset: Ingress is not served.
+  std::function<http::Response(const Json&)> apply_ingress;
 };
 
 void RegisterObjectRoutes(http::Router& router, ObjectApiDeps deps);
+
+// "" -> {}, "ns" -> {ns}, "ns/name" -> {ns, name}; more parts is NotFound.
+absl::StatusOr<std::vector<std::string>> SplitObjectPath(std::string_view tail);
 
 // An HTTP status for a Status code (InvalidArgument 400, NotFound 404, ...).
 int HttpStatusFor(const absl::Status& status);
