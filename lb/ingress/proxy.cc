@@ -1040,13 +1040,18 @@ class Session final : public ConnBase, public std::enable_shared_from_this<Sessi
     stats->latency->Observe(static_cast<double>(end - start_ns_) / 1e9);
     if (w_.impl->log_fd >= 0) {
       std::string& l = w_.log_buf;
-      l.append(w_.log_time).append(" ").append(client_ip_).append(" \"").append(ri_.method);
-      l.append(" ").append(ri_.host.empty() ? "-" : ri_.host).append(ri_.target);
-      l.append(ri_.version == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ").append(std::to_string(code));
+      l.append(w_.log_time).append(" ").append(client_ip_);
+      if (ri_.method.empty()) {  // no request line parsed
+        l.append(" \"-\" ");
+      } else {
+        l.append(" \"").append(ri_.method).append(" ").append(ri_.target);
+        l.append(ri_.version == 10 ? " HTTP/1.0\" " : " HTTP/1.1\" ");
+      }
+      l.append(std::to_string(code));
       l.append(" ").append(std::to_string(resp_bytes_)).append(" ");
       char dur[32];
       snprintf(dur, sizeof(dur), "%.6f", static_cast<double>(end - start_ns_) / 1e9);
-      l.append(dur).append(" ");
+      l.append(dur).append(" ").append(ri_.host.empty() ? "-" : ri_.host).append(" ");
       l.append(endpoint_ != nullptr ? std::string_view(endpoint_->label) : std::string_view("-"));
       l.append(" ").append(route_ != nullptr ? std::string_view(route_->route->ingress) : "-");
       l.append(kTls ? " https\n" : " http\n");
