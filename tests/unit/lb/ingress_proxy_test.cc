@@ -383,6 +383,10 @@ TEST_F(ProxyTest, SlowSendersGet408) {
     EXPECT_EQ(c.Get("foo.com", "/a").result_int(), 200);
     EXPECT_TRUE(c.Closed());
   }
+  // Every connection is gone once the clients closed theirs (after the lingering close).
+  for (int i = 0; i < 300 && proxy_->stats().open_connections != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(proxy_->stats().open_connections, 0u);
 }
 
