@@ -76,6 +76,7 @@ struct RequestInfo {
   std::string host, target, method, xff, upgrade;
   int version = 11;
   bool expect_continue = false;
+  bool has_host = false;
   size_t fields = 0;
   size_t max_fields = 100;
   bool too_many_fields = false;
@@ -89,6 +90,7 @@ struct RequestInfo {
     upgrade.clear();
     version = 11;
     expect_continue = false;
+    has_host = false;
     fields = 0;
     too_many_fields = false;
   }
@@ -132,6 +134,11 @@ class RequestParser final : public bhttp::basic_parser<true> {
         info_->upgrade.assign(v);
         return;
       case bhttp::field::host:
+        if (info_->has_host) {  // two Hosts: which one routes is ambiguous (RFC 9112 3.2)
+          ec = bhttp::error::bad_value;
+          return;
+        }
+        info_->has_host = true;
         info_->host.assign(v);
         break;
       case bhttp::field::expect:
@@ -587,7 +594,7 @@ class Session final : public ConnBase, public std::enable_shared_from_this<Sessi
     head_request_ = ri_.method == "HEAD";
     req_done_ = req_->is_done();
     bodyless_ = req_done_;
-    if (ri_.version == 11 && ri_.host.empty()) return Respond(400, true);  // RFC 9112 3.2
+    if (ri_.version == 11 && !ri_.has_host) return Respond(400, true);  // RFC 9112 3.2
 
     // The rest of the upstream head.
     ri_.head.append("X-Forwarded-For: ");

@@ -307,7 +307,8 @@ TEST_F(ProxyTest, MalformedRequestsGet400) {
   Configure();
   for (std::string bad : {"GARBAGE\r\n\r\n", "GET / HTTP/9.9\r\nHost: foo.com\r\n\r\n",
                           "GET /a HTTP/1.1\r\nHost: foo.com\r\nBad Header\r\n\r\n",
-                          "GET /a HTTP/1.1\r\n\r\n" /* no Host */}) {
+                          "GET /a HTTP/1.1\r\n\r\n" /* no Host */,
+                          "GET /a HTTP/1.1\r\nHost: foo.com\r\nHost: bar.com\r\n\r\n"}) {
     Client c(proxy_->http_port());
     c.Send(bad);
     EXPECT_EQ(c.Read().result_int(), 400) << bad;
