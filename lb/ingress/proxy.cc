@@ -660,8 +660,22 @@ class Session final : public ConnBase, public std::enable_shared_from_this<Sessi
       self->upstream_deadline_ = 0;
       if (ec) return self->ConnectFailed();
       ReportConnectSuccess(*self->endpoint_);
+      self->Reregister();
       self->SendHead();
     });
+  }
+
+  // Asio leaves EPOLLOUT registered once a connect waited for it; on an edge-triggered
+  // epoll every ACK of a request sent upstream then wakes the loop and costs a failed
+  // read. A fresh descriptor for the same connection is registered for reading only.
+  void Reregister() {
+    int fd = ::dup(up_->sock.native_handle());
+    if (fd < 0) return;
+    error_code ec;
+    tcp::endpoint local = up_->sock.local_endpoint(ec);
+    up_->sock.close(ec);
+    up_->sock.assign(local.protocol(), fd, ec);
+    if (ec) ::close(fd);
   }
 
   void ConnectFailed() {

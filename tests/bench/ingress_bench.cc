@@ -3,7 +3,7 @@
 // worker answering a small static response), in the same run; plain HTTP and TLS.
 // The proxies run on CPU 1, the backend and wrk on CPU 0 (taskset), so that each
 // proxy gets the same core. Prints req/s, p99 and Loom's ratio to each peer.
-//   bench_ingress [--seconds=10] [--rounds=3] [--connections=50]
+//   bench_ingress [--seconds=10] [--rounds=3] [--connections=50] [--targets=loom,haproxy,...]
 #include <sched.h>
 #include <unistd.h>
 
@@ -71,8 +71,10 @@ int Port() { return *testing::PickFreePort(); }
 
 int Main(int argc, char** argv) {
   int seconds = 10, rounds = 3, connections = 50;
+  std::string only;  // --targets=loom,haproxy-tls,...: run only these
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a.rfind("--targets=", 0) == 0) only = "," + a.substr(10) + ",";
     if (a.rfind("--seconds=", 0) == 0) seconds = std::atoi(a.c_str() + 10);
     if (a.rfind("--rounds=", 0) == 0) rounds = std::atoi(a.c_str() + 9);
     if (a.rfind("--connections=", 0) == 0) connections = std::atoi(a.c_str() + 14);
@@ -190,6 +192,9 @@ spec:
       {"haproxy-tls", StrCat("https://127.0.0.1:", ha_tls, "/")},
       {"nginx-tls", StrCat("https://127.0.0.1:", ng_tls, "/")},
   };
+  if (!only.empty()) {
+    std::erase_if(targets, [&](const Target& t) { return only.find("," + t.name + ",") == std::string::npos; });
+  }
   // Interleaved rounds; the median of each.
   std::map<std::string, std::vector<Result>> results;
   for (const Target& t : targets) Wrk(t.url, 2, connections);  // warm up
@@ -217,6 +222,10 @@ spec:
     printf("%-12s %12.0f %10.2f %8lu\n", t.name.c_str(), m.rps, m.p99_ms, static_cast<unsigned long>(m.errors));
   }
   for (std::string suffix : {"", "-tls"}) {
+    if (!results.contains("loom" + suffix) || !results.contains("haproxy" + suffix) ||
+        !results.contains("nginx" + suffix)) {
+      continue;
+    }
     Result l = median("loom" + suffix), h = median("haproxy" + suffix), n = median("nginx" + suffix);
     printf("loom%s / haproxy%s: req/s %.2fx, p99 %.2fx;  loom%s / nginx%s: req/s %.2fx, p99 %.2fx\n",
            suffix.c_str(), suffix.c_str(), l.rps / h.rps, l.p99_ms / h.p99_ms, suffix.c_str(), suffix.c_str(),
