@@ -419,6 +419,18 @@ TEST_F(ProxyTest, BalancesRoundRobinAndByWeight) {
   EXPECT_EQ(seen["d"], 50);
 }
 
+TEST_F(ProxyTest, SeveralWorkersShareThePorts) {
+  ProxyOptions o;
+  o.workers = 3;
+  StartProxy(o);
+  Configure();
+  for (int i = 0; i < 30; ++i) {
+    Client c(proxy_->http_port());
+    EXPECT_EQ(c.Get("foo.com", "/a").body(), "a GET /a\n");
+  }
+  EXPECT_EQ(proxy_->stats().connections, 30u);
+}
+
 // TLS: two certificates, chosen by SNI; a name without one fails the handshake.
 TEST_F(ProxyTest, TlsBySni) {
   std::string dir = StrCat(::testing::TempDir(), "/proxy-tls-", getpid());
