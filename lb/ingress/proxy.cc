@@ -405,7 +405,9 @@ struct Worker {
   IngressProxy::Impl* impl;
   int index;
   ConnBase head;  // sentinel of the connection list (outlives io's handlers)
-  asio::io_context io{1};
+  // Every socket of a worker is created, used and closed on its thread (Stop() posts
+  // to it), so the reactor needs no locks; the scheduler keeps them for post().
+  asio::io_context io{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   tcp::acceptor http_acc{io};
   tcp::acceptor https_acc{io};
   asio::steady_timer tick{io};

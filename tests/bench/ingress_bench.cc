@@ -5,6 +5,7 @@
 // proxy gets the same core. Prints req/s, p99 and Loom's ratio to each peer.
 //   bench_ingress [--seconds=10] [--rounds=3] [--connections=50] [--targets=loom,haproxy,...]
 #include <sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,7 +108,10 @@ int Main(int argc, char** argv) {
   Write(dir + "/combined.pem", crt + key);
 
   int backend_port = Port();
-  std::string nginx_common = StrCat("worker_processes 1;\ndaemon off;\nerror_log ", dir, "/nginx-error.log;\npid ");
+  // One process (no master): nothing outlives the bench, even when it is killed
+  // (the child gets SIGKILL with its parent); the process is the one worker.
+  std::string nginx_common =
+      StrCat("worker_processes 1;\ndaemon off;\nmaster_process off;\nerror_log ", dir, "/nginx-error.log;\npid ");
   Write(dir + "/backend.conf",
         StrCat(nginx_common, dir, "/backend.pid;\nevents { worker_connections 4096; }\nhttp {\n access_log off;\n",
                " keepalive_requests 1000000;\n client_body_temp_path ", dir, ";\n",
@@ -199,7 +203,16 @@ spec:
   std::map<std::string, std::vector<Result>> results;
   for (const Target& t : targets) Wrk(t.url, 2, connections);  // warm up
   for (int r = 0; r < rounds; ++r) {
-    for (const Target& t : targets) results[t.name].push_back(Wrk(t.url, seconds, connections));
+    double load[1];
+    getloadavg(load, 1);
+    printf("round %d (load %.2f):", r + 1, load[0]);
+    for (const Target& t : targets) {
+      Result x = Wrk(t.url, seconds, connections);
+      printf(" %s %.0f/%.2fms", t.name.c_str(), x.rps, x.p99_ms);
+      fflush(stdout);
+      results[t.name].push_back(x);
+    }
+    printf("\n");
   }
   auto median = [&](const std::string& name) {
     std::vector<Result> v = results[name];
@@ -235,7 +248,11 @@ spec:
   printf("loom: %lu requests, %lu connections, %lu upstream connects\n", static_cast<unsigned long>(st.requests),
          static_cast<unsigned long>(st.connections), static_cast<unsigned long>(st.upstream_connects));
   proxy.Stop();
-  procs.clear();  // SIGKILL and reap
+  for (auto& p : procs) {
+    (void)p->Signal(SIGTERM);
+    (void)p->Wait(absl::Seconds(5));
+  }
+  procs.clear();  // SIGKILL whatever is left, and reap
   cleanup();
   return 0;
 }
