@@ -25,9 +25,9 @@ const std::vector<Command>& Commands() {
        StatusCommand},
       {"apply", "apply -f FILE|-", "Create or update the objects in FILE (YAML or JSON).",
        ApplyCommand},
-      {"get", "get nodes|apps|pods|services|endpoints [NAME] [-n NS|-A] [-o json|yaml] [--show-secrets]",
+      {"get", "get nodes|apps|pods|services|endpoints|ingresses [NAME] [-n NS|-A] [-o json|yaml] [--show-secrets]",
        "List or show objects.", GetCommand},
-      {"delete", "delete service|app NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
+      {"delete", "delete service|app|ingress NAME [-n NS] | -f FILE", "Delete objects.", DeleteCommand},
       {"run",
        "run [-d] [--rm] [--name N] [-e K=V] [-v SRC:DST[:ro]] [--cpus N] [--memory M] "
        "[-p [IP:]HOST:CTR[/PROTO]] [-l K=V] [--hostname H] [--network default|none] IMAGE [CMD...]",

@@ -95,6 +95,7 @@ std::string FormatContainersTable(const Json& items, int64_t now_unix);
 std::string FormatServicesTable(const Json& items, int64_t now_unix);
 std::string FormatAppsTable(const Json& items);
 std::string FormatEndpointsTable(const Json& items);
+std::string FormatIngressesTable(const Json& items, int64_t now_unix);
 std::string FormatStatusTable(const Json& status);
 
 }  // namespace loom::cli

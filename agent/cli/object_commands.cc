@@ -120,6 +120,7 @@ std::string Kind(std::string_view word) {
   if (w == "apps" || w == "app") return "apps";
   if (w == "pods" || w == "pod" || w == "po") return "pods";
   if (w == "nodes" || w == "node" || w == "no") return "nodes";
+  if (w == "ingresses" || w == "ingress" || w == "ing") return "ingresses";
   return "";
 }
 
@@ -275,7 +276,7 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
   if (!format.ok()) return Fail(ctx, "get", ToStd(format.status().message()), 2);
   absl::StatusOr<ObjectArgs> a = ParseObjectArgs(rest);
   if (!a.ok()) return Fail(ctx, "get", ToStd(a.status().message()), 2);
-  constexpr char kKinds[] = "nodes, apps, pods, services or endpoints";
+  constexpr char kKinds[] = "nodes, apps, pods, services, endpoints or ingresses";
   if (a->positional.empty()) return Fail(ctx, "get", StrCat("which kind? ", kKinds), 2);
   std::string kind = Kind(a->positional[0]);
   if (kind.empty()) {
@@ -306,9 +307,10 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
     return 0;
   }
   Json items = one ? Json::array({*body}) : body->value("items", Json::array());
-  std::string table = kind == "services" ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
-                      : kind == "apps"   ? FormatAppsTable(items)
-                                         : FormatEndpointsTable(items);
+  std::string table = kind == "services"    ? FormatServicesTable(items, absl::ToUnixSeconds(absl::Now()))
+                      : kind == "ingresses" ? FormatIngressesTable(items, absl::ToUnixSeconds(absl::Now()))
+                      : kind == "apps"      ? FormatAppsTable(items)
+                                            : FormatEndpointsTable(items);
   std::fputs(table.c_str(), ctx.out);
   return 0;
 }
@@ -316,7 +318,7 @@ int GetCommand(Context& ctx, const std::vector<std::string>& args) {
 int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
   absl::StatusOr<ObjectArgs> a = ParseObjectArgs(args);
   if (!a.ok()) return Fail(ctx, "delete", ToStd(a.status().message()), 2);
-  // (namespace, name, where) of each service to delete.
+  // (kind, namespace, name, where) of each object to delete.
   struct Target {
     std::string kind, ns, name, where;
   };
@@ -329,20 +331,21 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
     if (!docs.ok()) return Fail(ctx, "delete", ToStd(docs.status().message()));
     for (const Document& d : *docs) {
       std::string doc_kind = d.json.is_object() ? d.json.value("kind", "") : "";
-      if (doc_kind != "Service" && doc_kind != "App") {
-        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service and App can be deleted here"));
+      if (doc_kind != "Service" && doc_kind != "App" && doc_kind != "Ingress") {
+        return Fail(ctx, "delete", StrCat(d.where, ": kind: only Service, App and Ingress can be deleted here"));
       }
       Json meta = d.json.value("metadata", Json::object());
       if (!meta.is_object() || !meta.contains("name") || !meta["name"].is_string()) {
         return Fail(ctx, "delete", StrCat(d.where, ": metadata.name: required"));
       }
       std::string ns = meta.value("namespace", a->ns.empty() ? "default" : a->ns);
-      targets.push_back({d.json["kind"] == "App" ? "apps" : "services", ns, meta["name"], d.where});
+      targets.push_back({doc_kind == "App" ? "apps" : doc_kind == "Ingress" ? "ingresses" : "services", ns,
+                         meta["name"], d.where});
     }
   } else {
     std::string kind = a->positional.empty() ? "" : Kind(a->positional[0]);
-    if (a->positional.size() < 2 || (kind != "services" && kind != "apps")) {
-      return Fail(ctx, "delete", "usage: delete service|app NAME [-n NS] | delete -f FILE", 2);
+    if (a->positional.size() < 2 || (kind != "services" && kind != "apps" && kind != "ingresses")) {
+      return Fail(ctx, "delete", "usage: delete service|app|ingress NAME [-n NS] | delete -f FILE", 2);
     }
     for (size_t i = 1; i < a->positional.size(); ++i) {
       targets.push_back({kind, a->ns.empty() ? "default" : a->ns, a->positional[i], ""});
@@ -361,7 +364,8 @@ int DeleteCommand(Context& ctx, const std::vector<std::string>& args) {
       code = 1;
       continue;
     }
-    std::fprintf(ctx.out, "%s/%s deleted\n", t.kind == "apps" ? "app" : "service", t.name.c_str());
+    std::fprintf(ctx.out, "%s/%s deleted\n", t.kind.substr(0, t.kind.size() - (t.kind == "ingresses" ? 2 : 1)).c_str(),
+                 t.name.c_str());
   }
   return code;
 }

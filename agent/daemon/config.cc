@@ -272,6 +272,17 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
                    ForFlag("ingress-addr", f.ingress_addr, ParseHostPort(f.ingress_addr)));
   ASSIGN_OR_RETURN(c.ingress_tls_addr, ForFlag("ingress-tls-addr", f.ingress_tls_addr,
                                                ParseHostPort(f.ingress_tls_addr)));
+  c.ingress = f.ingress;
+  if (f.ingress_workers < 1 || f.ingress_workers > 64) {
+    return FlagError("ingress-workers", std::to_string(f.ingress_workers), "must be 1..64");
+  }
+  c.ingress_workers = f.ingress_workers;
+  if (!f.ingress_cert_dir.empty()) RETURN_IF_ERROR(CheckPath("ingress-cert-dir", f.ingress_cert_dir));
+  c.ingress_cert_dir = f.ingress_cert_dir.empty() ? c.state_dir + "/ingress-certs" : f.ingress_cert_dir;
+  if (!f.ingress_access_log.empty() && f.ingress_access_log != "-") {
+    RETURN_IF_ERROR(CheckPath("ingress-access-log", f.ingress_access_log));
+  }
+  c.ingress_access_log = f.ingress_access_log;
   if (!ParseLogLevel(f.log_level, &c.log_level)) {
     return FlagError("log-level", f.log_level, "want debug, info, warning or error");
   }

@@ -62,6 +62,10 @@ struct RawFlags {
   std::string cni_bin_dir = "/opt/cni/bin";
   std::string ingress_addr = "0.0.0.0:80";
   std::string ingress_tls_addr = "0.0.0.0:443";
+  bool ingress = true;  // the ingress proxy (agent/ingress, lb/ingress)
+  int32_t ingress_workers = 1;
+  std::string ingress_cert_dir;    // "": <state-dir>/ingress-certs
+  std::string ingress_access_log;  // "": none, "-": stderr, else a file
   std::string log_level = "info";
   std::string node_lease_ttl = "10s";
   // The VXLAN overlay (overlay/, agent/overlay/).
@@ -102,6 +106,10 @@ struct LoomdConfig {
   std::string cni_bin_dir;
   HostPort ingress_addr;
   HostPort ingress_tls_addr;
+  bool ingress = true;
+  int ingress_workers = 1;
+  std::string ingress_cert_dir;
+  std::string ingress_access_log;
   LogLevel log_level = LogLevel::kInfo;
   absl::Duration node_lease_ttl = absl::Seconds(10);
   bool overlay = false;

@@ -73,6 +73,19 @@ cniapi::CniApiOptions CniApiOptionsFor(const LoomdConfig& c, const std::string& 
   return o;
 }
 
+IngressControllerOptions IngressOptionsFor(const LoomdConfig& c, metrics::Registry* metrics) {
+  IngressControllerOptions o;
+  o.proxy.http_host = c.ingress_addr.host;
+  o.proxy.http_port = c.ingress_addr.port;
+  o.proxy.https_host = c.ingress_tls_addr.host;
+  o.proxy.https_port = c.ingress_tls_addr.port;
+  o.proxy.workers = c.ingress_workers;
+  o.proxy.access_log = c.ingress_access_log;
+  o.proxy.metrics = metrics;
+  o.cert_dir = c.ingress_cert_dir;
+  return o;
+}
+
 }  // namespace
 
 Json AgentStatusToJson(const AgentStatus& s) {
@@ -202,7 +215,10 @@ absl::Status Daemon::Start() {
                           },
                           [this](const Json& manifest) {
                             return ApplyAppManifest(live_apps_.load(), manifest);
-                          }});
+                          },
+                          [this](const Json& m) { return ApplyIngress(live_ingresses_.load(), m); }});
+    RegisterIngressRoutes(api_router, {[this] { return live_ingresses_.load(); },
+                                       [this] { return live_ingress_.load(); }});
     RegisterAppRoutes(api_router, {[this] { return live_apps_.load(); },
                                    [this] { return live_events_.load(); },
                                    [this] { return open_store_.load(); }});
@@ -369,6 +385,16 @@ absl::Status Daemon::StartServicesAndDns() {
     service_controller_->Subscribe(
         [lb](std::shared_ptr<const ServiceState> state) { lb->OnState(std::move(state)); });
   }
+  ingress_registry_ = std::make_unique<IngressRegistry>(store_.get());
+  live_ingresses_.store(ingress_registry_.get());
+  if (config_.ingress) {
+    ingress_ = std::make_unique<IngressController>(store_.get(), IngressOptionsFor(config_, &metrics_));
+    RETURN_IF_ERROR(ingress_->Start());
+    live_ingress_.store(ingress_.get());
+    IngressController* ing = ingress_.get();
+    service_controller_->Subscribe(
+        [ing](std::shared_ptr<const ServiceState> state) { ing->OnState(std::move(state)); });
+  }
   RETURN_IF_ERROR(service_controller_->Start());
   live_controller_.store(service_controller_.get());
   return absl::OkStatus();
@@ -401,6 +427,8 @@ void Daemon::StopServicesAndDns() {
   live_apps_.store(nullptr);
   live_events_.store(nullptr);
   if (app_controller_) app_controller_->Stop();
+  live_ingress_.store(nullptr);
+  live_ingresses_.store(nullptr);
   live_controller_.store(nullptr);
   live_dns_.store(nullptr);
   live_services_.store(nullptr);
@@ -410,6 +438,7 @@ void Daemon::StopServicesAndDns() {
   // The maps, programs and attachments stay: traffic flows while loomd restarts.
   live_lb_.store(nullptr);
   if (lb_) lb_->Stop();
+  if (ingress_) ingress_->Stop();
 }
 
 void Daemon::Undo() {
@@ -437,6 +466,8 @@ void Daemon::ReleaseComponents() {
   app_registry_.reset();
   service_controller_.reset();
   lb_.reset();
+  ingress_.reset();
+  ingress_registry_.reset();
   node_dns_.reset();
   service_registry_.reset();
   registrar_.reset();

@@ -26,6 +26,7 @@
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
 #include "agent/lb/lb_controller.h"
+#include "agent/ingress/ingress_controller.h"
 #include "agent/overlay/overlay_controller.h"
 #include "agent/node_dns/node_dns.h"
 #include "agent/services/service_controller.h"
@@ -123,6 +124,11 @@ class Daemon {
   std::atomic<LbController*> live_lb_{nullptr};
   std::string underlay_ip_;
   std::string underlay_iface_;
+  // The ingress (issue 7): Ingress objects and the proxy (--ingress).
+  std::unique_ptr<IngressRegistry> ingress_registry_;
+  std::unique_ptr<IngressController> ingress_;
+  std::atomic<IngressRegistry*> live_ingresses_{nullptr};
+  std::atomic<IngressController*> live_ingress_{nullptr};
   std::vector<std::string> created_dirs_;
   bool running_ = false;
 };

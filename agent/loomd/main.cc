@@ -41,6 +41,12 @@ DEFINE_string(cni_conf_dir, "/etc/cni/net.d", "The CNI configuration directory."
 DEFINE_string(cni_bin_dir, "/opt/cni/bin", "The CNI plugin directory.");
 DEFINE_string(ingress_addr, "0.0.0.0:80", "The ingress HTTP listen address.");
 DEFINE_string(ingress_tls_addr, "0.0.0.0:443", "The ingress HTTPS listen address.");
+DEFINE_bool(ingress, true, "Run the ingress proxy on --ingress-addr and --ingress-tls-addr.");
+DEFINE_int32(ingress_workers, 1, "Ingress proxy threads (an event loop each, SO_REUSEPORT).");
+DEFINE_string(ingress_cert_dir, "",
+              "Ingress TLS secrets: <dir>/<namespace>/<secretName>/tls.crt and tls.key "
+              "(default: <state-dir>/ingress-certs).");
+DEFINE_string(ingress_access_log, "", "The ingress access log: a file, - for stderr; empty: none.");
 DEFINE_string(log_level, "info", "debug, info, warning or error.");
 DEFINE_string(node_lease_ttl, "10s", "The TTL of the node's lease in the store.");
 DEFINE_bool(overlay, true,
@@ -95,6 +101,10 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.cni_bin_dir = FLAGS_cni_bin_dir;
   f.ingress_addr = FLAGS_ingress_addr;
   f.ingress_tls_addr = FLAGS_ingress_tls_addr;
+  f.ingress = FLAGS_ingress;
+  f.ingress_workers = FLAGS_ingress_workers;
+  f.ingress_cert_dir = FLAGS_ingress_cert_dir;
+  f.ingress_access_log = FLAGS_ingress_access_log;
   f.log_level = FLAGS_log_level;
   f.node_lease_ttl = FLAGS_node_lease_ttl;
   f.overlay = FLAGS_overlay;

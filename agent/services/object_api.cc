@@ -11,18 +11,6 @@ http::Response FromStatus(const absl::Status& status) {
   return http::Response::Error(HttpStatusFor(status), ToStd(status.message()));
 }
 
-// "" -> {}, "ns" -> {ns}, "ns/name" -> {ns, name}; more parts is an error.
-absl::StatusOr<std::vector<std::string>> SplitTail(std::string_view tail) {
-  std::vector<std::string> parts;
-  for (absl::string_view p : absl::StrSplit(ToAbsl(tail), '/', absl::SkipEmpty())) {
-    parts.emplace_back(p);
-  }
-  if (parts.size() > 2) {
-    return absl::NotFoundError(StrCat("no object at \"", tail, "\": want <namespace>/<name>"));
-  }
-  return parts;
-}
-
 Json ServiceRef(const model::Service& s, std::string_view result) {
   return Json{{"kind", "Service"}, {"namespace", s.meta.ns}, {"name", s.meta.name},
               {"result", std::string(result)}};
@@ -54,6 +42,7 @@ http::Response HandleApply(const ObjectApiDeps& deps, const http::Request& r) {
     return http::Response::JsonBody(200, body);
   }
   if (kind == "App" && deps.apply_app) return deps.apply_app(*manifest);
+  if (kind == "Ingress" && deps.apply_ingress) return deps.apply_ingress(*manifest);
   if (kind == "App" || kind == "Ingress") {
     return http::Response::Error(400, StrCat("kind: \"", kind, "\" is not served by this loomd yet"));
   }
@@ -63,7 +52,7 @@ http::Response HandleApply(const ObjectApiDeps& deps, const http::Request& r) {
 http::Response HandleGetServices(const ObjectApiDeps& deps, const http::Request& r) {
   ServiceRegistry* services = deps.services();
   if (services == nullptr) return http::Response::Error(503, "store not open yet");
-  absl::StatusOr<std::vector<std::string>> parts = SplitTail(r.path_tail);
+  absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
   if (!parts.ok()) return FromStatus(parts.status());
   if (parts->size() == 2) {
     absl::StatusOr<StoredService> s = services->Get((*parts)[0], (*parts)[1]);
@@ -81,7 +70,7 @@ http::Response HandleGetServices(const ObjectApiDeps& deps, const http::Request&
 http::Response HandleDeleteService(const ObjectApiDeps& deps, const http::Request& r) {
   ServiceRegistry* services = deps.services();
   if (services == nullptr) return http::Response::Error(503, "store not open yet");
-  absl::StatusOr<std::vector<std::string>> parts = SplitTail(r.path_tail);
+  absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
   if (!parts.ok()) return FromStatus(parts.status());
   if (parts->size() != 2) {
     return http::Response::Error(400, "DELETE /v1/services/<namespace>/<name>");
@@ -96,7 +85,7 @@ http::Response HandleDeleteService(const ObjectApiDeps& deps, const http::Reques
 http::Response HandleGetEndpoints(const ObjectApiDeps& deps, const http::Request& r) {
   std::shared_ptr<const ServiceState> state = deps.state();
   if (state == nullptr) return http::Response::Error(503, "service state not synced yet");
-  absl::StatusOr<std::vector<std::string>> parts = SplitTail(r.path_tail);
+  absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
   if (!parts.ok()) return FromStatus(parts.status());
   Json items = Json::array();
   for (const model::Service& s : state->services) {
@@ -115,6 +104,17 @@ http::Response HandleGetEndpoints(const ObjectApiDeps& deps, const http::Request
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::string>> SplitObjectPath(std::string_view tail) {
+  std::vector<std::string> parts;
+  for (absl::string_view p : absl::StrSplit(ToAbsl(tail), '/', absl::SkipEmpty())) {
+    parts.emplace_back(p);
+  }
+  if (parts.size() > 2) {
+    return absl::NotFoundError(StrCat("no object at \"", tail, "\": want <namespace>/<name>"));
+  }
+  return parts;
+}
 
 int HttpStatusFor(const absl::Status& status) {
   switch (status.code()) {

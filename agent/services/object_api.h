@@ -1,5 +1,5 @@
 // The objects part of loomd's local API:
-//   POST   /v1/apply                      one manifest (JSON); kind Service, or App (agent/apps)
+//   POST   /v1/apply                      one manifest (JSON); kind Service, App (agent/apps) or Ingress (agent/ingress)
 //          -> {"kind", "namespace", "name", "result": created|configured|unchanged, "object"}
 //   GET    /v1/services[/<ns>[/<name>]]   {"items": [...]} or one object
 //   DELETE /v1/services/<ns>/<name>       {"kind", "namespace", "name", "result": "deleted"}
@@ -24,9 +24,14 @@ struct ObjectApiDeps {
   std::function<std::shared_ptr<const ServiceState>()> state;
   // POST /v1/apply for kind App (agent/apps); unset: not served.
   std::function<http::Response(const Json&)> apply_app;
+  // Applies a kind Ingress manifest (agent/ingress); unset: Ingress is not served.
+  std::function<http::Response(const Json&)> apply_ingress;
 };
 
 void RegisterObjectRoutes(http::Router& router, ObjectApiDeps deps);
+
+// "" -> {}, "ns" -> {ns}, "ns/name" -> {ns, name}; more parts is NotFound.
+absl::StatusOr<std::vector<std::string>> SplitObjectPath(std::string_view tail);
 
 // An HTTP status for a Status code (InvalidArgument 400, NotFound 404, ...).
 int HttpStatusFor(const absl::Status& status);

@@ -137,7 +137,7 @@ std::string_view StripTrailingSlashes(std::string_view path) {
 
 absl::StatusOr<IngressPath> ParsePath(const Json& obj, std::string_view path) {
   RETURN_IF_ERROR(OnlyKnownKeys(obj, path, {"path", "pathType", "backend", "weightedBackends",
-                                            "timeoutSeconds", "retries"}));
+                                            "timeoutSeconds", "retries", "loadBalancer"}));
   IngressPath p;
   ASSIGN_OR_RETURN(std::string type, GetString(obj, "pathType", path));
   if (type == "Exact") {
@@ -182,6 +182,13 @@ absl::StatusOr<IngressPath> ParsePath(const Json& obj, std::string_view path) {
   }
   ASSIGN_OR_RETURN(p.timeout_seconds, ParseBounded(obj, "timeoutSeconds", path, 1, kMaxTimeoutSeconds));
   ASSIGN_OR_RETURN(p.retries, ParseBounded(obj, "retries", path, 0, kMaxRetries));
+  ASSIGN_OR_RETURN(std::string balance, GetStringOr(obj, "loadBalancer", path, "RoundRobin"));
+  if (balance == "LeastRequest") {
+    p.balance = Balance::kLeastRequest;
+  } else if (balance != "RoundRobin") {
+    return Invalid(FieldPath(path, "loadBalancer"),
+                   StrCat("\"", balance, "\" must be RoundRobin or LeastRequest"));
+  }
   return p;
 }
 
@@ -283,6 +290,10 @@ std::string_view PathTypeName(PathType type) {
   return type == PathType::kExact ? "Exact" : "Prefix";
 }
 
+std::string_view BalanceName(Balance balance) {
+  return balance == Balance::kLeastRequest ? "LeastRequest" : "RoundRobin";
+}
+
 absl::StatusOr<Ingress> IngressFromManifest(const Json& manifest) {
   RETURN_IF_ERROR(model::CheckManifestKind(manifest, "Ingress"));
   Ingress ing;
@@ -349,6 +360,7 @@ Json IngressToManifest(const Ingress& ing) {
         }
         if (p.timeout_seconds != 0) j["timeoutSeconds"] = p.timeout_seconds;
         if (p.retries != 0) j["retries"] = p.retries;
+        if (p.balance != Balance::kRoundRobin) j["loadBalancer"] = std::string(BalanceName(p.balance));
         paths.push_back(std::move(j));
       }
       Json rule = {{"http", {{"paths", std::move(paths)}}}};
@@ -390,6 +402,7 @@ Router Router::Build(std::span<const Ingress> ingresses) {
     route.ns = ing.meta.ns;
     uint64_t sum = 0;
     for (const WeightedBackend& b : route.backends) route.cumulative_weights.push_back(sum += b.weight);
+    route.index = static_cast<uint32_t>(router.routes_.size());
     router.routes_.push_back(std::move(route));
     return static_cast<uint32_t>(router.routes_.size() - 1);
   };
@@ -425,7 +438,7 @@ Router Router::Build(std::span<const Ingress> ingresses) {
         }
         uint32_t idx = add_route(*ing, {.host = rule.host, .path = p.path, .type = p.type,
                                         .backends = p.backends, .timeout_seconds = p.timeout_seconds,
-                                        .retries = p.retries});
+                                        .retries = p.retries, .balance = p.balance});
         if (p.type == PathType::kExact) {
           hr->exact.emplace(path_key, idx);
         } else {

@@ -13,7 +13,8 @@
 //   weightedBackends: [{service: NAME, port: NUMBER | "NAME", weight: 0..1000000 (default 1)}]
 //       instead of `backend`: traffic splits by weight / sum (as HTTPRoute's backendRefs);
 //   timeoutSeconds: 1..3600, the request's upstream timeout (default: the proxy's);
-//   retries: 0..10, further attempts on another endpoint when connecting fails.
+//   retries: 0..10, further attempts on another endpoint when connecting fails;
+//   loadBalancer: RoundRobin (default) | LeastRequest, how an endpoint is picked.
 // ImplementationSpecific is matched as Prefix.
 //
 // Matching (Router::Match):
@@ -57,6 +58,9 @@ inline constexpr uint32_t kMaxRetries = 10;
 enum class PathType { kExact, kPrefix };
 std::string_view PathTypeName(PathType type);
 
+enum class Balance { kRoundRobin, kLeastRequest };
+std::string_view BalanceName(Balance balance);
+
 // A service port by number or by name (exactly one is set).
 struct ServicePortRef {
   uint16_t number = 0;
@@ -80,6 +84,7 @@ struct IngressPath {
   std::vector<WeightedBackend> backends;  // one, or several by weight
   uint32_t timeout_seconds = 0;           // 0: the proxy's default
   uint32_t retries = 0;
+  Balance balance = Balance::kRoundRobin;
   friend bool operator==(const IngressPath&, const IngressPath&) = default;
 };
 
@@ -120,6 +125,8 @@ struct Route {
   std::vector<WeightedBackend> backends;
   uint32_t timeout_seconds = 0;
   uint32_t retries = 0;
+  Balance balance = Balance::kRoundRobin;
+  uint32_t index = 0;  // in Router::routes()
 
   // The backend for a uniformly random `random`: backend i with probability
   // weight_i / sum. nullptr when every weight is 0.
@@ -146,6 +153,8 @@ class Router {
   // Rules and default backends that lost to an earlier ingress, one line each.
   const std::vector<std::string>& conflicts() const { return conflicts_; }
   size_t route_count() const { return routes_.size(); }
+  // Every route (Route::index is its place here); the proxy keeps per-route state.
+  const std::vector<Route>& routes() const { return routes_; }
 
  private:
   struct HostRoutes {

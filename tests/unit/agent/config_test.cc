@@ -33,6 +33,10 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.vxlan_port, 4789);
   EXPECT_EQ(c.ingress_addr, (HostPort{"0.0.0.0", 80}));
   EXPECT_EQ(c.ingress_tls_addr, (HostPort{"0.0.0.0", 443}));
+  EXPECT_TRUE(c.ingress);
+  EXPECT_EQ(c.ingress_workers, 1);
+  EXPECT_EQ(c.ingress_cert_dir, "/var/lib/loom/ingress-certs");
+  EXPECT_EQ(c.ingress_access_log, "");
   EXPECT_EQ(c.node_lease_ttl, absl::Seconds(10));
   EXPECT_FALSE(c.overlay);
   EXPECT_FALSE(c.direct_routing);
@@ -115,6 +119,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"ingress-addr", [](RawFlags& f) { f.ingress_addr = "0.0.0.0:-1"; },
                 "port must be"},
         BadFlag{"ingress-tls-addr", [](RawFlags& f) { f.ingress_tls_addr = "x"; }, "want"},
+        BadFlag{"ingress-workers", [](RawFlags& f) { f.ingress_workers = 65; }, "1..64"},
+        BadFlag{"ingress-cert-dir", [](RawFlags& f) { f.ingress_cert_dir = std::string("a\0b", 3); }, "NUL"},
         BadFlag{"vxlan-vni", [](RawFlags& f) { f.vxlan_vni = 0; }, "1..16777215"},
         BadFlag{"vxlan-vni", [](RawFlags& f) { f.vxlan_vni = 16777216; }, "1..16777215"},
         BadFlag{"vxlan-port", [](RawFlags& f) { f.vxlan_port = 65536; }, "1..65535"},

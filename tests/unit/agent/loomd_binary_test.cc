@@ -129,7 +129,10 @@ class LoomdBinaryTest : public ::testing::Test {
                                      // DNS on loopback (already local: nothing is added to
                                      // the machine's lo) and never the machine's resolver.
                                      "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
-                                     "--dns-upstream=none"};
+                                     "--dns-upstream=none",
+                                     // The ingress on loopback, never the machine's :80/:443.
+                                     "--ingress-addr=127.0.0.1:" + std::to_string(FreePort()),
+                                     "--ingress-tls-addr=127.0.0.1:" + std::to_string(FreePort())};
     for (auto& e : extra) args.push_back(e);
     return args;
   }
@@ -285,7 +288,7 @@ TEST_F(LoomdBinaryTest, SocketInUseByAnotherLoomd) {
                        "--run-dir=" + run2, "--api-socket=" + socket_,
                        "--metrics-addr=127.0.0.1:" + std::to_string(FreePort()),
                        "--underlay-iface=lo", "--dns-addr=127.0.0.1:" + std::to_string(FreePort()),
-                       "--dns-upstream=none"},
+                       "--dns-upstream=none", "--ingress=false"},
                       "second");
   EXPECT_EQ(second->Wait(), 1);
   std::vector<std::string> lines = Lines(second->Log());
