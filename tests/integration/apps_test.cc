@@ -33,7 +33,7 @@ metadata: {name: web, labels: {app: web}}
 spec:
   replicas: )", replicas, R"(
   image: busybox
-  command: [/bin/busybox, httpd, -f, -p, "8080", -h, /www]
+  command: [/bin/sh, -c, "trap 'exit 0' TERM; /bin/busybox httpd -f -p 8080 -h /www & wait"]
   ports: [{name: http, containerPort: 8080}]
   readinessProbe: {httpGet: {path: )", probe_path, R"(, port: 8080}, periodSeconds: 1}
   strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
