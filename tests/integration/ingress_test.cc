@@ -69,6 +69,9 @@ class IngressTest : public ::testing::Test {
         kBin + "/loomd", "--node-name=node1", "--store=" + etcd_->StoreUrl(), "--state-dir=" + dir_ + "/state",
         "--run-dir=" + dir_ + "/run", "--metrics-addr=127.0.0.1:" + std::to_string(*testing::PickFreePort()),
         "--underlay-iface=lo", "--overlay=false", "--dns-upstream=none",
+        // In the machine's own namespace: no load balancer (it would attach to the
+        // host's cgroup2 and pin under /sys/fs/bpf/loom).
+        "--lb=false",
         "--dns-addr=127.0.0.1:" + std::to_string(*testing::PickFreePort()),
         "--ingress-addr=127.0.0.1:" + std::to_string(http_port_),
         "--ingress-tls-addr=127.0.0.1:" + std::to_string(https_port_), "--ingress-cert-dir=" + dir_ + "/certs",
