@@ -4,6 +4,7 @@
 //   loomctl rollout history [app/]NAME [-n NS]
 //   loomctl rollout undo [app/]NAME [-n NS] [--to-revision N]
 //   loomctl events [[app/]NAME] [-n NS] [-o json|yaml]
+//   loomctl describe [app/]NAME [-n NS]   the spec, rollout state, replicas and events
 #include <cstdio>
 #include <thread>
 
@@ -209,6 +210,92 @@ int EventsCommand(Context& ctx, const std::vector<std::string>& args) {
                     e.value("reason", ""), e.value("message", "")});
   }
   std::fputs(FormatTable(rows).c_str(), ctx.out);
+  return 0;
+}
+
+// A string field, "" when it is missing or not a string.
+std::string S(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+int DescribeCommand(Context& ctx, const std::vector<std::string>& args) {
+  absl::StatusOr<AppArgs> a = ParseAppArgs(args, {});
+  if (!a.ok()) return Fail(ctx, "describe", ToStd(a.status().message()), 2);
+  std::vector<std::string> pos = a->positional;
+  if (pos.size() == 2 && (pos[0] == "app" || pos[0] == "apps")) pos.erase(pos.begin());
+  if (pos.size() != 1 || AppName(pos[0]).empty()) {
+    return Fail(ctx, "describe", "usage: describe [app/]NAME [-n NS]", 2);
+  }
+  const std::string name = AppName(pos[0]);
+  const std::string base = StrCat("/v1/apps/", a->ns, "/", name);
+  int code = 0;
+  std::optional<Json> app = Call(ctx, "describe", "GET", base, "", &code);
+  if (!app) return code;
+  std::optional<Json> rollout = Call(ctx, "describe", "GET", base + "/rollout", "", &code);
+  if (!rollout) return code;
+  Json spec = app->value("spec", Json::object());
+  Json meta = app->value("metadata", Json::object());
+  std::string labels;
+  const Json meta_labels = meta.value("labels", Json::object());  // items() needs it alive
+  for (const auto& [k, v] : meta_labels.items()) {
+    StrAppend(&labels, labels.empty() ? "" : ",", k, "=", v.is_string() ? v.get<std::string>() : v.dump());
+  }
+  std::string command;
+  for (const Json& c : spec.value("command", Json::array())) {
+    StrAppend(&command, command.empty() ? "" : " ", c.is_string() ? c.get<std::string>() : c.dump());
+  }
+  auto probe = [](const Json& p) -> std::string {
+    if (!p.is_object()) return "<none>";
+    std::string what = p.contains("httpGet") ? StrCat("http-get :", p["httpGet"].value("port", 0), p["httpGet"].value("path", "/"))
+                       : p.contains("tcpSocket") ? StrCat("tcp :", p["tcpSocket"].value("port", 0))
+                                                 : "exec";
+    return StrCat(what, " every ", p.value("periodSeconds", 10), "s, fail after ", p.value("failureThreshold", 3));
+  };
+  Json strategy = spec.value("strategy", Json::object()).value("rollingUpdate", Json::object());
+  std::fprintf(ctx.out,
+               "Name:         %s\nNamespace:    %s\nLabels:       %s\nImage:        %s\nCommand:      %s\n"
+               "Replicas:     %d desired | %d updated | %d total | %d ready | %d updated and ready\n"
+               "Revision:     %lld (template %s)%s\nStrategy:     maxSurge %s, maxUnavailable %s\n"
+               "Readiness:    %s\nLiveness:     %s\n",
+               name.c_str(), a->ns.c_str(), labels.empty() ? "<none>" : labels.c_str(),
+               S(spec, "image").c_str(), command.empty() ? "<image default>" : command.c_str(),
+               rollout->value("desired", 0), rollout->value("updated", 0), rollout->value("total", 0),
+               rollout->value("ready", 0), rollout->value("updatedReady", 0),
+               static_cast<long long>(rollout->value("revision", int64_t{0})),
+               S(*rollout, "templateHash").c_str(), rollout->value("complete", false) ? ", complete" : ", in progress",
+               strategy.value("maxSurge", Json("25%")).dump().c_str(),
+               strategy.value("maxUnavailable", Json("25%")).dump().c_str(), probe(spec.value("readinessProbe", Json())).c_str(),
+               probe(spec.value("livenessProbe", Json())).c_str());
+  absl::StatusOr<Json> pods = GetJson(ctx, StrCat("/v1/pods/", a->ns));
+  if (pods.ok()) {
+    std::vector<std::vector<std::string>> rows = {{"  POD", "NODE", "IP", "READY", "REPLICA", "TEMPLATE"}};
+    for (const Json& p : pods->value("items", Json::array())) {
+      Json pl = p.value("metadata", Json::object()).value("labels", Json::object());
+      if (S(pl, "loom.io/app") != name) continue;
+      std::string ip;
+      for (const Json& i : p.value("ips", Json::array())) {
+        if (i.is_string()) StrAppend(&ip, ip.empty() ? "" : ",", i.get<std::string>());
+      }
+      rows.push_back({StrCat("  ", S(p.value("metadata", Json::object()), "name")), S(p, "node"), ip,
+                      p.value("ready", false) ? "true" : "false", S(pl, "loom.io/ordinal"),
+                      S(pl, "loom.io/template-hash")});
+    }
+    std::fprintf(ctx.out, "Replicas:\n%s", FormatTable(rows).c_str());
+  }
+  absl::StatusOr<Json> events = GetJson(ctx, StrCat("/v1/events?app=", a->ns, "/", name));
+  if (events.ok()) {
+    Json items = events->value("items", Json::array());
+    std::vector<std::vector<std::string>> rows = {{"  TIME", "NODE", "REPLICA", "REASON", "MESSAGE"}};
+    size_t start = items.size() > 10 ? items.size() - 10 : 0;
+    for (size_t i = start; i < items.size(); ++i) {
+      const Json& e = items[i];
+      int ordinal = e.value("ordinal", -1);
+      rows.push_back({StrCat("  ", S(e, "time")), S(e, "node"), ordinal < 0 ? "-" : std::to_string(ordinal),
+                      S(e, "reason"), S(e, "message")});
+    }
+    std::fprintf(ctx.out, "Events (last %zu):\n%s", items.size() - start, FormatTable(rows).c_str());
+  }
   return 0;
 }
 

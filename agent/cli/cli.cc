@@ -49,6 +49,8 @@ const std::vector<Command>& Commands() {
        "Follow, list or roll back an App's rollouts.", RolloutCommand},
       {"events", "events [[app/]NAME] [-n NS] [-o json|yaml]",
        "What the reconcilers did: starts, readiness, exits, removals.", EventsCommand},
+      {"describe", "describe [app/]NAME [-n NS]",
+       "An App in full: spec, rollout, replicas and their nodes, recent events.", DescribeCommand},
   };
   return *commands;
 }

@@ -91,6 +91,7 @@ int ImageCommand(Context& ctx, const std::vector<std::string>& args);
 int ScaleCommand(Context& ctx, const std::vector<std::string>& args);
 int RolloutCommand(Context& ctx, const std::vector<std::string>& args);
 int EventsCommand(Context& ctx, const std::vector<std::string>& args);
+int DescribeCommand(Context& ctx, const std::vector<std::string>& args);
 std::string FormatContainersTable(const Json& items, int64_t now_unix);
 std::string FormatServicesTable(const Json& items, int64_t now_unix);
 std::string FormatAppsTable(const Json& items);

@@ -132,6 +132,11 @@ TEST_F(AppsTest, ReplicasTurnReadyComeBackRollOutStopOnABadUpdateAndRollBack) {
   EXPECT_THAT(Ctl({"get", "apps", "web", "-o", "json"}).out, Not(HasSubstr("s3cret")));
   EXPECT_THAT(Ctl({"get", "apps", "web", "-o", "json", "--show-secrets"}).out, HasSubstr("s3cret"));
   EXPECT_THAT(Ctl({"get", "apps"}).out, HasSubstr("3/3"));
+  testing::CommandResult described = Ctl({"describe", "web"});
+  EXPECT_EQ(described.exit_code, 0) << "[" << described.err << "]";
+  EXPECT_THAT(described.out, HasSubstr("3 updated and ready"));
+  EXPECT_THAT(described.out, HasSubstr("http-get :8080/index.html"));
+  EXPECT_THAT(described.out, HasSubstr("Started")) << described.out;
   // The service name resolves from the node through its DNS.
   {
     testing::DnsClient dns(rt_->node().netns().substr(rt_->node().netns().rfind('/') + 1), "169.254.20.10");
