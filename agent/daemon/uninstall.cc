@@ -1,7 +1,11 @@
 #include "agent/daemon/uninstall.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+
+#include "agent/containers/container_manager.h"
 #include "agent/lb/cgroup2.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -76,11 +80,29 @@ absl::Status UninstallOverlay(const LoomdConfig& config, std::vector<std::string
   return first;
 }
 
+// The folders containers' cgroups live in (--cgroup-root), once no container is left.
+absl::Status UninstallContainerCgroups(const LoomdConfig& config, std::vector<std::string>* removed) {
+  absl::StatusOr<std::pair<std::string, std::string>> split = containers::SplitCgroupRoot(config.cgroup_root);
+  if (!split.ok()) return split.status();
+  const auto& [root, parent] = *split;
+  absl::Status first;
+  for (const char* controller : {"memory", "cpu", "pids", "unified", ""}) {
+    std::string dir = *controller ? StrCat(root, "/", controller, "/", parent) : StrCat(root, "/", parent);
+    if (::rmdir(dir.c_str()) == 0) {
+      removed->push_back(StrCat("cgroup ", dir));
+    } else if (errno != ENOENT && errno != ENOTDIR) {
+      first.Update(ErrnoToStatus(errno, StrCat("rmdir ", dir, " (containers still in it? remove them first)")));
+    }
+  }
+  return first;
+}
+
 }  // namespace
 
 absl::Status Uninstall(const LoomdConfig& config, std::vector<std::string>* removed) {
   absl::Status first = UninstallLb(config, removed);
   first.Update(UninstallOverlay(config, removed));
+  first.Update(UninstallContainerCgroups(config, removed));
   return first;
 }
 

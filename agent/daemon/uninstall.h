@@ -5,7 +5,9 @@
 //     and the directory, Loom's cgroup2 directory (when empty) and a cgroup2 mount
 //     loomd made under --run-dir;
 //   - the overlay: the loom.<vni> device (its neighbours and FDB go with it), routes
-//     with Loom's protocol (76), the `ip loom` nftables table.
+//     with Loom's protocol (76), the `ip loom` nftables table;
+//   - the folders containers' cgroups live in (--cgroup-root, per v1 controller and
+//     on cgroup2), when no container is left in them.
 // Store state (the node key, subnet lease, pods) is left: it expires with the lease.
 // Run it with loomd stopped, with the flags loomd ran with.
 #pragma once
