@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "agent/store/store.h"
 #include "common/model/objects.h"
+#include "common/status.h"
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -54,14 +55,31 @@ int CountFds(pid_t pid) {
 
 class IngressTest : public ::testing::Test {
  protected:
+  // A failure here must fail the tests, not skip them (gtest reports the tests of a
+  // suite whose SetUpTestSuite failed as skipped), and a lost race for a free port
+  // is retried: the start runs up to three times, each with fresh ports.
   static void SetUpTestSuite() {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      absl::Status s = StartAll();
+      if (s.ok()) {
+        setup_error_.clear();
+        return;
+      }
+      setup_error_ = StrCat("attempt ", attempt + 1, ": ", s.message());
+      StopAll(/*check_clean_exit=*/false);
+    }
+  }
+
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << "suite setup failed: " << setup_error_; }
+
+  static absl::Status StartAll() {
     char tmpl[] = "/tmp/loom-ingress-XXXXXX";
     dir_ = mkdtemp(tmpl);
     auto etcd = testing::EtcdServer::Start();
-    ASSERT_TRUE(etcd.ok()) << etcd.status();
+    if (!etcd.ok()) return Annotate(etcd.status(), "etcd");
     etcd_ = etcd->release();
     auto store = store::OpenStore(etcd_->StoreUrl(), dir_);
-    ASSERT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return Annotate(store.status(), "store");
     store_ = store->release();
     http_port_ = *testing::PickFreePort();
     https_port_ = *testing::PickFreePort();
@@ -77,13 +95,18 @@ class IngressTest : public ::testing::Test {
         "--ingress-tls-addr=127.0.0.1:" + std::to_string(https_port_), "--ingress-cert-dir=" + dir_ + "/certs",
         "--ingress-access-log=" + dir_ + "/access.log"};
     auto p = testing::Subprocess::Start(argv, {dir_ + "/loomd.log"});
-    ASSERT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return Annotate(p.status(), "loomd");
     loomd_ = p->release();
-    for (int i = 0; i < 100; ++i) {
+    bool up = false;
+    for (int i = 0; i < 100 && !up; ++i) {
       auto r = testing::RunCommand({kBin + "/loomctl", "--socket", dir_ + "/run/loomd.sock", "status"});
-      if (r.ok() && r->exit_code == 0) break;
-      absl::SleepFor(absl::Milliseconds(100));
+      up = r.ok() && r->exit_code == 0;
+      if (!up) {
+        if (!loomd_->running()) return absl::InternalError(StrCat("loomd exited: ", LogTail()));
+        absl::SleepFor(absl::Milliseconds(100));
+      }
     }
+    if (!up) return absl::DeadlineExceededError(StrCat("loomd not up in 10 s: ", LogTail()));
     // Backends s1..s4 (one pod each), s5 with two pods for weights, "down" with a
     // pod nobody listens on, "empty" with no ready pod.
     backend_port_ = *testing::PickFreePort();
@@ -98,16 +121,28 @@ class IngressTest : public ::testing::Test {
                          "}\nspec:\n  selector: {app: ", name, "}\n  ports: [{port: 80, targetPort: ", backend_port_,
                          "}]\n");
     }
-    ASSERT_EQ(Loomctl({"apply", "-f", Write("services.yaml", services)}).exit_code, 0);
-    for (int i = 1; i <= 4; ++i) AddBackend(StrCat("s", i), StrCat("b", i), StrCat("127.0.1.", i));
-    AddBackend("s5", "w1", "127.0.1.11");
-    AddBackend("s5", "w2", "127.0.1.12");
-    PutPod("down-0", "down", "127.0.1.99", true);
-    PutPod("empty-0", "empty", "127.0.1.98", false);
+    if (Loomctl({"apply", "-f", Write("services.yaml", services)}).exit_code != 0) {
+      return absl::InternalError("apply of the services failed");
+    }
+    for (int i = 1; i <= 4; ++i) {
+      RETURN_IF_ERROR(AddBackend(StrCat("s", i), StrCat("b", i), StrCat("127.0.1.", i)));
+    }
+    RETURN_IF_ERROR(AddBackend("s5", "w1", "127.0.1.11"));
+    RETURN_IF_ERROR(AddBackend("s5", "w2", "127.0.1.12"));
+    RETURN_IF_ERROR(PutPodStatus("down-0", "down", "127.0.1.99", true));
+    return PutPodStatus("empty-0", "empty", "127.0.1.98", false);
   }
 
-  static void TearDownTestSuite() {
-    if (loomd_ != nullptr) {
+  static std::string LogTail() {
+    std::ifstream log(dir_ + "/loomd.log");
+    std::string text((std::istreambuf_iterator<char>(log)), {});
+    return text.substr(text.size() > 2000 ? text.size() - 2000 : 0);
+  }
+
+  static void TearDownTestSuite() { StopAll(/*check_clean_exit=*/setup_error_.empty()); }
+
+  static void StopAll(bool check_clean_exit) {
+    if (loomd_ != nullptr && check_clean_exit) {
       // A clean stop: exit 0 (under ASan, also no leak at exit).
       EXPECT_OK(loomd_->Signal(SIGTERM));
       absl::StatusOr<int> rc = loomd_->Wait(absl::Seconds(30));
@@ -125,16 +160,18 @@ class IngressTest : public ::testing::Test {
     delete etcd_;
     etcd_ = nullptr;
     std::filesystem::remove_all(dir_);
+    dir_.clear();
   }
 
-  static void AddBackend(const std::string& app, const std::string& name, const std::string& ip) {
+  static absl::Status AddBackend(const std::string& app, const std::string& name, const std::string& ip) {
     auto b = testing::HttpBackend::Start(name, ip, backend_port_);
-    ASSERT_TRUE(b.ok()) << b.status();
+    if (!b.ok()) return Annotate(b.status(), StrCat("backend ", name));
     backends_.push_back(b->release());
-    PutPod(name, app, ip, true);
+    return PutPodStatus(name, app, ip, true);
   }
 
-  static void PutPod(const std::string& name, const std::string& app, const std::string& ip, bool ready) {
+  static absl::Status PutPodStatus(const std::string& name, const std::string& app, const std::string& ip,
+                                   bool ready) {
     model::Pod pod;
     pod.meta.name = name;
     pod.meta.labels = {{"app", app}};
@@ -142,7 +179,10 @@ class IngressTest : public ::testing::Test {
     pod.node = "node1";
     pod.ips = {ip};
     pod.ready = ready;
-    ASSERT_OK(store_->Put(StrCat("/loom/pods/node1/", pod.id), model::PodToJson(pod).dump()).status());
+    return store_->Put(StrCat("/loom/pods/node1/", pod.id), model::PodToJson(pod).dump()).status();
+  }
+  static void PutPod(const std::string& name, const std::string& app, const std::string& ip, bool ready) {
+    ASSERT_OK(PutPodStatus(name, app, ip, ready));
   }
 
   static std::string Write(const std::string& name, const std::string& text) {
@@ -192,6 +232,7 @@ class IngressTest : public ::testing::Test {
   }
 
   static inline std::string dir_;
+  static inline std::string setup_error_;
   static inline testing::EtcdServer* etcd_ = nullptr;
   static inline store::Store* store_ = nullptr;
   static inline testing::Subprocess* loomd_ = nullptr;
