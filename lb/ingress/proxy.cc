@@ -96,7 +96,22 @@ struct RequestInfo {
   }
 };
 
-class RequestParser final : public bhttp::basic_parser<true> {
+// A parser of the head only: the body is framed by the parser and skipped here (the
+// proxy streams bodies itself); subclasses take the start line and the fields.
+template <bool isRequest>
+class HeadParser : public bhttp::basic_parser<isRequest> {
+ protected:
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<uint64_t>&, error_code&) override {}
+  size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
+  void on_chunk_header_impl(uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(uint64_t, beast::string_view body, error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(error_code&) override {}
+};
+
+class RequestParser final : public HeadParser<true> {
  public:
   explicit RequestParser(RequestInfo* info) : info_(info) {}
 
@@ -157,14 +172,6 @@ class RequestParser final : public bhttp::basic_parser<true> {
     }
     AppendHeader(info_->head, n, v);
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<uint64_t>&, error_code&) override {}
-  size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(uint64_t, beast::string_view, error_code&) override {}
-  size_t on_chunk_body_impl(uint64_t, beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   RequestInfo* info_;
 };
@@ -180,7 +187,7 @@ struct ResponseInfo {
   }
 };
 
-class ResponseParser final : public bhttp::basic_parser<false> {
+class ResponseParser final : public HeadParser<false> {
  public:
   explicit ResponseParser(ResponseInfo* info) : info_(info) {}
 
@@ -207,14 +214,6 @@ class ResponseParser final : public bhttp::basic_parser<false> {
     AppendHeader(info_->head, std::string_view(name_str.data(), name_str.size()),
                  std::string_view(value.data(), value.size()));
   }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<uint64_t>&, error_code&) override {}
-  size_t on_body_impl(beast::string_view body, error_code&) override { return body.size(); }
-  void on_chunk_header_impl(uint64_t, beast::string_view, error_code&) override {}
-  size_t on_chunk_body_impl(uint64_t, beast::string_view body, error_code&) override {
-    return body.size();
-  }
-  void on_finish_impl(error_code&) override {}
 
   ResponseInfo* info_;
 };
