@@ -35,6 +35,7 @@
 #include "tests/testing/command.h"
 #include "tests/testing/dns_client.h"
 #include "tests/testing/knot_server.h"
+#include "tests/testing/test_pod.h"
 
 namespace loom::dns {
 namespace {
@@ -143,14 +144,7 @@ std::vector<model::Service> ZoneServices(int n) {
 
 std::string PodJson(const std::string& name, const std::string& app, const std::string& ip,
                     bool ready) {
-  model::Pod pod;
-  pod.meta.name = name;
-  pod.meta.labels = {{"app", app}};
-  pod.id = StrCat("c-", name);
-  pod.node = "node1";
-  pod.ips = {ip};
-  pod.ready = ready;
-  return model::PodToJson(pod).dump();
+  return model::PodToJson(testing::TestPod(name, app, {ip}, ready)).dump();
 }
 
 // Milliseconds until `want` holds for the A records of `name` (5000 if never).

@@ -26,6 +26,7 @@
 #include "tests/testing/knot_server.h"
 #include "tests/testing/privileged.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/test_pod.h"
 
 namespace loom {
 namespace {
@@ -198,15 +199,9 @@ class DnsTest : public ::testing::Test {
 
   void PutPod(const std::string& name, const std::string& app, std::vector<std::string> ips,
               bool ready, const std::string& hostname = "") {
-    model::Pod pod;
-    pod.meta.name = name;
-    pod.meta.labels = {{"app", app}};
-    pod.id = StrCat("c-", name);
-    pod.node = "node1";
-    pod.ips = std::move(ips);
-    pod.ready = ready;
+    model::Pod pod = testing::TestPod(name, app, std::move(ips), ready);
     pod.hostname = hostname;
-    Etcdctl({"put", StrCat("/loom/pods/node1/", pod.id), model::PodToJson(pod).dump()});
+    Etcdctl({"put", testing::TestPodKey(pod), model::PodToJson(pod).dump()});
   }
 
   // Polls `dig args +short` until `want(out)` (at most 10 s).

@@ -32,6 +32,7 @@
 #include "tests/testing/http_backend.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/test_pod.h"
 
 namespace loom {
 namespace {
@@ -172,14 +173,8 @@ class IngressTest : public ::testing::Test {
 
   static absl::Status PutPodStatus(const std::string& name, const std::string& app, const std::string& ip,
                                    bool ready) {
-    model::Pod pod;
-    pod.meta.name = name;
-    pod.meta.labels = {{"app", app}};
-    pod.id = StrCat("c-", name);
-    pod.node = "node1";
-    pod.ips = {ip};
-    pod.ready = ready;
-    return store_->Put(StrCat("/loom/pods/node1/", pod.id), model::PodToJson(pod).dump()).status();
+    model::Pod pod = testing::TestPod(name, app, {ip}, ready);
+    return store_->Put(testing::TestPodKey(pod), model::PodToJson(pod).dump()).status();
   }
   static void PutPod(const std::string& name, const std::string& app, const std::string& ip, bool ready) {
     ASSERT_OK(PutPodStatus(name, app, ip, ready));
