@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/yaml_manifest.h"
 
 namespace loom::agent {
 namespace {
@@ -16,11 +17,9 @@ using ::loom::testing::StatusIs;
 using ::testing::HasSubstr;
 
 Json Manifest(const std::string& image, int replicas = 3) {
-  auto docs = ParseYamlDocuments(StrCat("kind: App\nmetadata: {name: web, labels: {app: web}}\n",
+  return testing::FirstYamlDocument(StrCat("kind: App\nmetadata: {name: web, labels: {app: web}}\n",
                                         "spec:\n  replicas: ", replicas, "\n  image: ", image,
                                         "\n  secretFiles: [{path: /run/token, content: s3cret}]\n"));
-  EXPECT_TRUE(docs.ok()) << docs.status();
-  return (*docs)[0];
 }
 
 class AppRegistryTest : public ::testing::Test {

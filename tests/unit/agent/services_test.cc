@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/yaml_manifest.h"
 
 namespace loom::agent {
 namespace {
@@ -20,11 +21,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::loom::testing::StatusIs;
 
-Json Manifest(std::string_view yaml) {
-  auto docs = ParseYamlDocuments(yaml);
-  EXPECT_TRUE(docs.ok()) << docs.status();
-  return (*docs)[0];
-}
+Json Manifest(std::string_view yaml) { return testing::FirstYamlDocument(yaml); }
 
 constexpr char kWeb[] = R"(
 kind: Service

@@ -20,6 +20,7 @@
 #include "tests/testing/command.h"
 #include "tests/testing/http_backend.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/yaml_manifest.h"
 
 namespace loom::lb::ingress {
 namespace {
@@ -32,9 +33,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 Ingress ParseIngress(std::string_view yaml) {
-  auto docs = ParseYamlDocuments(yaml);
-  EXPECT_TRUE(docs.ok()) << docs.status();
-  auto ing = IngressFromManifest(docs->at(0));
+  auto ing = IngressFromManifest(testing::FirstYamlDocument(yaml));
   EXPECT_TRUE(ing.ok()) << ing.status();
   return *ing;
 }

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/yaml_manifest.h"
 
 // Counts heap allocations, to show that Router::Match makes none. (GCC pairs our
 // replaced new and delete wrongly when it inlines them.)
@@ -32,17 +33,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 Ingress Parse(std::string_view yaml) {
-  auto docs = ParseYamlDocuments(yaml);
-  EXPECT_THAT(docs, IsOk());
-  auto ing = IngressFromManifest(docs->at(0));
+  auto ing = IngressFromManifest(testing::FirstYamlDocument(yaml));
   EXPECT_THAT(ing, IsOk());
   return ing.ok() ? *ing : Ingress{};
 }
 
 absl::Status ParseError(std::string_view yaml) {
-  auto docs = ParseYamlDocuments(yaml);
-  EXPECT_THAT(docs, IsOk());
-  return IngressFromManifest(docs->at(0)).status();
+  return IngressFromManifest(testing::FirstYamlDocument(yaml)).status();
 }
 
 // An ingress named `name` whose rule for `host` maps each (path, type) to a

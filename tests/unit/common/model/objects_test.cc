@@ -3,6 +3,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/yaml_manifest.h"
 
 namespace loom::model {
 namespace {
@@ -10,11 +11,7 @@ namespace {
 using ::loom::testing::StatusIs;
 using ::testing::HasSubstr;
 
-Json Yaml(std::string_view text) {
-  auto docs = ParseYamlDocuments(text);
-  EXPECT_TRUE(docs.ok()) << docs.status();
-  return docs.ok() && !docs->empty() ? (*docs)[0] : Json();
-}
+Json Yaml(std::string_view text) { return testing::FirstYamlDocument(text); }
 
 constexpr char kWeb[] = R"(
 apiVersion: loom/v1
