@@ -1,38 +1,12 @@
 #include "agent/apps/app_controller.h"
 
 #include "agent/apps/app_registry.h"
+#include "agent/store/watch_map.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
 
 namespace loom::agent {
-namespace {
-
-// Applies a watch batch to `objects`, decoding with `decode` (nullopt: skip).
-template <typename T, typename Decode>
-void Apply(const store::WatchBatch& batch, std::map<std::string, T>& objects, Decode decode) {
-  auto put = [&](const store::KeyValue& kv) {
-    std::optional<T> obj = decode(kv);
-    if (obj) {
-      objects[kv.key] = *std::move(obj);
-    } else {
-      objects.erase(kv.key);
-    }
-  };
-  if (batch.resync) {
-    objects.clear();
-    for (const store::KeyValue& kv : batch.snapshot) put(kv);
-  }
-  for (const store::Event& e : batch.events) {
-    if (e.type == store::Event::Type::kPut) {
-      put(e.kv);
-    } else {
-      objects.erase(e.kv.key);
-    }
-  }
-}
-
-}  // namespace
 
 AppController::AppController(store::Store* store, ReplicaRuntime* runtime, EventLog* events,
                              AppControllerOptions options)
@@ -60,7 +34,7 @@ absl::Status AppController::Start() {
   };
   absl::Status s = watch(kAppsPrefix, [this](const store::WatchBatch& b) {
     std::lock_guard<std::mutex> lock(mu_);
-    Apply(b, apps_, [](const store::KeyValue& kv) -> std::optional<model::App> {
+    store::ApplyWatchBatch(b, apps_, [](const store::KeyValue& kv) -> std::optional<model::App> {
       absl::StatusOr<StoredApp> s = StoredAppFromJson(kv.value, kv.mod_revision);
       if (!s.ok()) {
         LOG_WARNING("skipping an app that does not decode", {"key", kv.key}, {"error", s.status()});
@@ -74,7 +48,7 @@ absl::Status AppController::Start() {
   if (s.ok()) {
     s = watch("/loom/nodes/", [this](const store::WatchBatch& b) {
       std::lock_guard<std::mutex> lock(mu_);
-      Apply(b, nodes_, [](const store::KeyValue& kv) -> std::optional<PlacementNode> {
+      store::ApplyWatchBatch(b, nodes_, [](const store::KeyValue& kv) -> std::optional<PlacementNode> {
         absl::StatusOr<Json> j = ParseJson(kv.value);
         if (!j.ok() || !j->is_object()) return std::nullopt;
         PlacementNode n;
@@ -92,7 +66,7 @@ absl::Status AppController::Start() {
   if (s.ok()) {
     s = watch("/loom/pods/", [this](const store::WatchBatch& b) {
       std::lock_guard<std::mutex> lock(mu_);
-      Apply(b, pods_, [](const store::KeyValue& kv) -> std::optional<model::Pod> {
+      store::ApplyWatchBatch(b, pods_, [](const store::KeyValue& kv) -> std::optional<model::Pod> {
         absl::StatusOr<Json> j = ParseJson(kv.value);
         if (!j.ok()) return std::nullopt;
         absl::StatusOr<model::Pod> pod = model::PodFromJson(*j);

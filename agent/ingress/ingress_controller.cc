@@ -8,6 +8,7 @@
 
 #include "absl/time/clock.h"
 #include "agent/services/object_api.h"
+#include "agent/store/watch_map.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -202,27 +203,15 @@ void IngressController::OnState(std::shared_ptr<const ServiceState> state) {
 
 void IngressController::OnIngresses(const store::WatchBatch& batch) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto decode = [this](const store::KeyValue& kv) {
+  store::ApplyWatchBatch(batch, ingresses_, [](const store::KeyValue& kv) -> std::optional<Ingress> {
     absl::StatusOr<StoredIngress> s = StoredIngressFromJson(kv.value, kv.mod_revision);
     if (!s.ok()) {
       LOG_WARNING("ingress in the store does not decode; skipped", {"key", kv.key},
                   {"error", s.status().message()});
-      ingresses_.erase(kv.key);
-      return;
+      return std::nullopt;
     }
-    ingresses_[kv.key] = std::move(s->ingress);
-  };
-  if (batch.resync) {
-    ingresses_.clear();
-    for (const store::KeyValue& kv : batch.snapshot) decode(kv);
-  }
-  for (const store::Event& e : batch.events) {
-    if (e.type == store::Event::Type::kDelete) {
-      ingresses_.erase(e.kv.key);
-    } else {
-      decode(e.kv);
-    }
-  }
+    return std::move(s->ingress);
+  });
   synced_ = true;
   Rebuild();
 }
