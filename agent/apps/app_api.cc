@@ -13,10 +13,6 @@
 namespace loom::agent {
 namespace {
 
-http::Response FromStatus(const absl::Status& s) {
-  return http::Response::Error(HttpStatusFor(s), ToStd(s.message()));
-}
-
 std::vector<std::string> Parts(std::string_view tail) {
   std::vector<std::string> out;
   for (absl::string_view p : absl::StrSplit(ToAbsl(tail), '/', absl::SkipEmpty())) out.emplace_back(p);
@@ -71,24 +67,24 @@ http::Response GetApps(const AppApiDeps& d, const http::Request& r) {
   std::vector<std::string> p = Parts(r.path_tail);
   bool secrets = QueryValue(r.query, "secrets") == "1";
   absl::StatusOr<std::vector<model::Pod>> pods = Pods(store);
-  if (!pods.ok()) return FromStatus(pods.status());
+  if (!pods.ok()) return ErrorResponse(pods.status());
   if (p.size() <= 1) {
     absl::StatusOr<std::vector<StoredApp>> list = apps->List(p.empty() ? "" : p[0]);
-    if (!list.ok()) return FromStatus(list.status());
+    if (!list.ok()) return ErrorResponse(list.status());
     Json items = Json::array();
     for (const StoredApp& s : *list) items.push_back(WithStatus(s, *pods, secrets));
     return http::Response::JsonBody(200, Json{{"kind", "AppList"}, {"items", items}});
   }
   if (p.size() == 2) {
     absl::StatusOr<StoredApp> s = apps->Get(p[0], p[1]);
-    if (!s.ok()) return FromStatus(s.status());
+    if (!s.ok()) return ErrorResponse(s.status());
     return http::Response::JsonBody(200, WithStatus(*s, *pods, secrets));
   }
   if (p.size() == 3 && p[2] == "history") {
     absl::StatusOr<StoredApp> current = apps->Get(p[0], p[1]);
-    if (!current.ok()) return FromStatus(current.status());
+    if (!current.ok()) return ErrorResponse(current.status());
     absl::StatusOr<std::vector<AppRevision>> h = apps->History(p[0], p[1]);
-    if (!h.ok()) return FromStatus(h.status());
+    if (!h.ok()) return ErrorResponse(h.status());
     Json items = Json::array();
     for (const AppRevision& rev : *h) {
       items.push_back({{"revision", rev.revision},
@@ -101,7 +97,7 @@ http::Response GetApps(const AppApiDeps& d, const http::Request& r) {
   }
   if (p.size() == 3 && p[2] == "rollout") {
     absl::StatusOr<StoredApp> s = apps->Get(p[0], p[1]);
-    if (!s.ok()) return FromStatus(s.status());
+    if (!s.ok()) return ErrorResponse(s.status());
     AppRolloutStatus st = RolloutStatusOf(*s, *pods);
     return http::Response::JsonBody(200, Json{{"revision", s->revision},
                                               {"templateHash", s->hash},
@@ -127,14 +123,14 @@ http::Response PostApps(const AppApiDeps& d, const http::Request& r) {
       return http::Response::Error(400, "replicas: required, a whole number");
     }
     absl::StatusOr<StoredApp> s = apps->Scale(p[0], p[1], (*body)["replicas"].get<int>());
-    if (!s.ok()) return FromStatus(s.status());
+    if (!s.ok()) return ErrorResponse(s.status());
     LOG_INFO("app scaled", {"app", s->app.meta.Key()}, {"replicas", s->app.replicas});
     return AppRef(*s, "scaled");
   }
   if (p[2] == "undo") {
     int64_t revision = body->value("revision", int64_t{0});
     absl::StatusOr<AppApplyResult> res = apps->Undo(p[0], p[1], revision);
-    if (!res.ok()) return FromStatus(res.status());
+    if (!res.ok()) return ErrorResponse(res.status());
     LOG_INFO("app rolled back", {"app", res->stored.app.meta.Key()}, {"revision", res->stored.revision});
     return AppRef(res->stored, "rolled back");
   }
@@ -147,7 +143,7 @@ http::Response DeleteApp(const AppApiDeps& d, const http::Request& r) {
   std::vector<std::string> p = Parts(r.path_tail);
   if (p.size() != 2) return http::Response::Error(400, "DELETE /v1/apps/<namespace>/<name>");
   absl::StatusOr<StoredApp> s = apps->Delete(p[0], p[1]);
-  if (!s.ok()) return FromStatus(s.status());
+  if (!s.ok()) return ErrorResponse(s.status());
   LOG_INFO("app deleted", {"app", s->app.meta.Key()});
   return AppRef(*s, "deleted");
 }
@@ -172,7 +168,7 @@ AppRolloutStatus RolloutStatusOf(const StoredApp& app, const std::vector<model::
 http::Response ApplyAppManifest(AppRegistry* apps, const Json& manifest) {
   if (apps == nullptr) return http::Response::Error(503, "store not open yet");
   absl::StatusOr<AppApplyResult> res = apps->Apply(manifest);
-  if (!res.ok()) return FromStatus(res.status());
+  if (!res.ok()) return ErrorResponse(res.status());
   if (res->outcome != AppApplyOutcome::kUnchanged) {
     LOG_INFO("app applied", {"app", res->stored.app.meta.Key()},
              {"result", AppApplyOutcomeName(res->outcome)}, {"revision", res->stored.revision},
@@ -192,7 +188,7 @@ void RegisterAppRoutes(http::Router& router, AppApiDeps deps) {
     EventLog* events = d->events();
     if (events == nullptr) return http::Response::Error(503, "store not open yet");
     absl::StatusOr<std::vector<Json>> list = events->List(QueryValue(r.query, "app"));
-    if (!list.ok()) return FromStatus(list.status());
+    if (!list.ok()) return ErrorResponse(list.status());
     return http::Response::JsonBody(200, Json{{"kind", "EventList"}, {"items", *list}});
   });
   auto pods = [d](const http::Request& r) {
@@ -200,7 +196,7 @@ void RegisterAppRoutes(http::Router& router, AppApiDeps deps) {
     if (store == nullptr) return http::Response::Error(503, "store not open yet");
     std::vector<std::string> p = Parts(r.path_tail);
     absl::StatusOr<std::vector<model::Pod>> list = Pods(store, p.empty() ? "" : p[0]);
-    if (!list.ok()) return FromStatus(list.status());
+    if (!list.ok()) return ErrorResponse(list.status());
     Json items = Json::array();
     for (const model::Pod& pod : *list) items.push_back(model::PodToJson(pod));
     return http::Response::JsonBody(200, Json{{"kind", "PodList"}, {"items", items}});
@@ -211,7 +207,7 @@ void RegisterAppRoutes(http::Router& router, AppApiDeps deps) {
     store::Store* store = d->store();
     if (store == nullptr) return http::Response::Error(503, "store not open yet");
     absl::StatusOr<store::RangeResult> range = store->Range("/loom/nodes/");
-    if (!range.ok()) return FromStatus(range.status());
+    if (!range.ok()) return ErrorResponse(range.status());
     Json items = Json::array();
     for (const store::KeyValue& kv : range->kvs) {
       absl::StatusOr<Json> j = ParseJson(kv.value);

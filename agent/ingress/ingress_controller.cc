@@ -303,10 +303,6 @@ Json IngressController::StatusJson() const {
 
 namespace {
 
-http::Response FromStatus(const absl::Status& s) {
-  return http::Response::Error(HttpStatusFor(s), ToStd(s.message()));
-}
-
 Json IngressRef(const Ingress& ing, std::string_view result) {
   return Json{{"kind", "Ingress"}, {"namespace", ing.meta.ns}, {"name", ing.meta.name},
               {"result", std::string(result)}};
@@ -317,7 +313,7 @@ Json IngressRef(const Ingress& ing, std::string_view result) {
 http::Response ApplyIngress(IngressRegistry* registry, const Json& manifest) {
   if (registry == nullptr) return http::Response::Error(503, "store not open yet");
   absl::StatusOr<IngressApplyResult> r = registry->Apply(manifest);
-  if (!r.ok()) return FromStatus(r.status());
+  if (!r.ok()) return ErrorResponse(r.status());
   Json body = IngressRef(r->stored.ingress, ApplyOutcomeName(r->outcome));
   body["object"] = r->stored.ToJson();
   if (r->outcome != ApplyOutcome::kUnchanged) {
@@ -333,14 +329,14 @@ void RegisterIngressRoutes(http::Router& router, IngressApiDeps deps) {
     IngressRegistry* reg = d->registry();
     if (reg == nullptr) return http::Response::Error(503, "store not open yet");
     absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
-    if (!parts.ok()) return FromStatus(parts.status());
+    if (!parts.ok()) return ErrorResponse(parts.status());
     if (parts->size() == 2) {
       absl::StatusOr<StoredIngress> s = reg->Get((*parts)[0], (*parts)[1]);
-      if (!s.ok()) return FromStatus(s.status());
+      if (!s.ok()) return ErrorResponse(s.status());
       return http::Response::JsonBody(200, s->ToJson());
     }
     absl::StatusOr<std::vector<StoredIngress>> list = reg->List(parts->empty() ? "" : (*parts)[0]);
-    if (!list.ok()) return FromStatus(list.status());
+    if (!list.ok()) return ErrorResponse(list.status());
     Json items = Json::array();
     for (const StoredIngress& s : *list) items.push_back(s.ToJson());
     Json body{{"kind", "IngressList"}, {"items", items}};
@@ -353,10 +349,10 @@ void RegisterIngressRoutes(http::Router& router, IngressApiDeps deps) {
     IngressRegistry* reg = d->registry();
     if (reg == nullptr) return http::Response::Error(503, "store not open yet");
     absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
-    if (!parts.ok()) return FromStatus(parts.status());
+    if (!parts.ok()) return ErrorResponse(parts.status());
     if (parts->size() != 2) return http::Response::Error(400, "DELETE /v1/ingresses/<namespace>/<name>");
     absl::StatusOr<StoredIngress> s = reg->Delete((*parts)[0], (*parts)[1]);
-    if (!s.ok()) return FromStatus(s.status());
+    if (!s.ok()) return ErrorResponse(s.status());
     LOG_INFO("ingress deleted", {"ingress", s->ingress.meta.Key()});
     return http::Response::JsonBody(200, IngressRef(s->ingress, "deleted"));
   });

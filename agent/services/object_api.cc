@@ -7,10 +7,6 @@
 namespace loom::agent {
 namespace {
 
-http::Response FromStatus(const absl::Status& status) {
-  return http::Response::Error(HttpStatusFor(status), ToStd(status.message()));
-}
-
 Json ServiceRef(const model::Service& s, std::string_view result) {
   return Json{{"kind", "Service"}, {"namespace", s.meta.ns}, {"name", s.meta.name},
               {"result", std::string(result)}};
@@ -31,7 +27,7 @@ http::Response HandleApply(const ObjectApiDeps& deps, const http::Request& r) {
     ServiceRegistry* services = deps.services();
     if (services == nullptr) return http::Response::Error(503, "store not open yet");
     absl::StatusOr<ApplyResult> result = services->Apply(*manifest);
-    if (!result.ok()) return FromStatus(result.status());
+    if (!result.ok()) return ErrorResponse(result.status());
     Json body = ServiceRef(result->stored.service, ApplyOutcomeName(result->outcome));
     body["object"] = result->stored.ToJson();
     if (result->outcome != ApplyOutcome::kUnchanged) {
@@ -53,15 +49,15 @@ http::Response HandleGetServices(const ObjectApiDeps& deps, const http::Request&
   ServiceRegistry* services = deps.services();
   if (services == nullptr) return http::Response::Error(503, "store not open yet");
   absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
-  if (!parts.ok()) return FromStatus(parts.status());
+  if (!parts.ok()) return ErrorResponse(parts.status());
   if (parts->size() == 2) {
     absl::StatusOr<StoredService> s = services->Get((*parts)[0], (*parts)[1]);
-    if (!s.ok()) return FromStatus(s.status());
+    if (!s.ok()) return ErrorResponse(s.status());
     return http::Response::JsonBody(200, s->ToJson());
   }
   absl::StatusOr<std::vector<StoredService>> list =
       services->List(parts->empty() ? "" : (*parts)[0]);
-  if (!list.ok()) return FromStatus(list.status());
+  if (!list.ok()) return ErrorResponse(list.status());
   Json items = Json::array();
   for (const StoredService& s : *list) items.push_back(s.ToJson());
   return http::Response::JsonBody(200, Json{{"kind", "ServiceList"}, {"items", items}});
@@ -71,12 +67,12 @@ http::Response HandleDeleteService(const ObjectApiDeps& deps, const http::Reques
   ServiceRegistry* services = deps.services();
   if (services == nullptr) return http::Response::Error(503, "store not open yet");
   absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
-  if (!parts.ok()) return FromStatus(parts.status());
+  if (!parts.ok()) return ErrorResponse(parts.status());
   if (parts->size() != 2) {
     return http::Response::Error(400, "DELETE /v1/services/<namespace>/<name>");
   }
   absl::StatusOr<StoredService> s = services->Delete((*parts)[0], (*parts)[1]);
-  if (!s.ok()) return FromStatus(s.status());
+  if (!s.ok()) return ErrorResponse(s.status());
   LOG_INFO("service deleted", {"service", s->service.meta.Key()},
            {"released_ip", s->service.cluster_ip});
   return http::Response::JsonBody(200, ServiceRef(s->service, "deleted"));
@@ -86,7 +82,7 @@ http::Response HandleGetEndpoints(const ObjectApiDeps& deps, const http::Request
   std::shared_ptr<const ServiceState> state = deps.state();
   if (state == nullptr) return http::Response::Error(503, "service state not synced yet");
   absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
-  if (!parts.ok()) return FromStatus(parts.status());
+  if (!parts.ok()) return ErrorResponse(parts.status());
   Json items = Json::array();
   for (const model::Service& s : state->services) {
     if (!parts->empty() && s.meta.ns != (*parts)[0]) continue;
@@ -114,6 +110,10 @@ absl::StatusOr<std::vector<std::string>> SplitObjectPath(std::string_view tail) 
     return absl::NotFoundError(StrCat("no object at \"", tail, "\": want <namespace>/<name>"));
   }
   return parts;
+}
+
+http::Response ErrorResponse(const absl::Status& status) {
+  return http::Response::Error(HttpStatusFor(status), ToStd(status.message()));
 }
 
 int HttpStatusFor(const absl::Status& status) {

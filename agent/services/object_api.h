@@ -35,6 +35,8 @@ absl::StatusOr<std::vector<std::string>> SplitObjectPath(std::string_view tail);
 
 // An HTTP status for a Status code (InvalidArgument 400, NotFound 404, ...).
 int HttpStatusFor(const absl::Status& status);
+// {"error": message} with the status HttpStatusFor gives.
+http::Response ErrorResponse(const absl::Status& status);
 
 Json EndpointSetToJson(const model::EndpointSet& set, const model::Service& service);
 
