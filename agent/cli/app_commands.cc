@@ -63,12 +63,6 @@ std::string AppName(const std::string& arg) {
   return arg.find('/') == std::string::npos ? arg : "";
 }
 
-int Fail(Context& ctx, std::string_view cmd, std::string_view msg, int code = 1) {
-  std::fprintf(ctx.err, "loomctl %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
-               static_cast<int>(msg.size()), msg.data());
-  return code;
-}
-
 // Sends and checks: the body on 200, else prints and returns nullopt (code in *code).
 std::optional<Json> Call(Context& ctx, std::string_view cmd, std::string_view method,
                          const std::string& target, const std::string& body, int* code) {

@@ -162,6 +162,12 @@ absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string
   return reply;
 }
 
+int Fail(Context& ctx, std::string_view command, std::string_view message, int code) {
+  std::fprintf(ctx.err, "loomctl %.*s: %.*s\n", static_cast<int>(command.size()), command.data(),
+               static_cast<int>(message.size()), message.data());
+  return code;
+}
+
 void PrintUnreachable(Context& ctx, const absl::Status& status) {
   std::fprintf(ctx.err, "loomctl: %s\n", std::string(status.message()).c_str());
 }

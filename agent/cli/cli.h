@@ -64,6 +64,8 @@ struct Reply {
 absl::StatusOr<Reply> Request(Context& ctx, std::string_view method, std::string_view target,
                               std::string_view body = "",
                               absl::Duration timeout = absl::Seconds(10));
+// Prints "loomctl COMMAND: MESSAGE" on ctx.err and returns `code` (1 failed, 2 usage).
+int Fail(Context& ctx, std::string_view command, std::string_view message, int code = 1);
 // Prints the one-line "cannot reach loomd" error for a failed Request.
 void PrintUnreachable(Context& ctx, const absl::Status& status);
 // Prints `value` as JSON or YAML.

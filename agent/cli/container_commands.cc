@@ -26,10 +26,7 @@ constexpr absl::Duration kPollEvery = absl::Milliseconds(100);
 // is not mistaken for the container's own exit code.
 constexpr int kRunFailed = 125;
 
-int Usage(Context& ctx, std::string_view cmd, std::string_view msg) {
-  std::fprintf(ctx.err, "loomctl %s: %s\n", std::string(cmd).c_str(), std::string(msg).c_str());
-  return 2;
-}
+int Usage(Context& ctx, std::string_view cmd, std::string_view msg) { return Fail(ctx, cmd, msg, 2); }
 
 // One request, retried while loomd says it is busy with other container operations.
 absl::StatusOr<Reply> Call(Context& ctx, std::string_view method, std::string_view target,
@@ -54,7 +51,7 @@ absl::StatusOr<Json> CallOk(Context& ctx, std::string_view cmd, std::string_view
     return r.status();
   }
   if (r->status / 100 != 2) {
-    std::fprintf(ctx.err, "loomctl %s: %s\n", std::string(cmd).c_str(), r->ErrorText().c_str());
+    Fail(ctx, cmd, r->ErrorText());
     return absl::InternalError(r->ErrorText());
   }
   return r->body;

@@ -124,12 +124,6 @@ std::string Kind(std::string_view word) {
   return "";
 }
 
-int Fail(Context& ctx, std::string_view command, std::string_view message, int code = 1) {
-  std::fprintf(ctx.err, "loomctl %s: %s\n", std::string(command).c_str(),
-               std::string(message).c_str());
-  return code;
-}
-
 std::string PortsText(const Json& spec) {
   std::string out;
   if (!spec.contains("ports") || !spec["ports"].is_array()) return "<none>";
