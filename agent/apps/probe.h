@@ -34,6 +34,9 @@ class ProbeTracker {
   bool Due(absl::Time now) const { return now >= next_; }
   absl::Time next() const { return next_; }
   void Record(bool ok, absl::Time now, std::string reason = "");
+  // Starts out passing (a replica found ready on its pod record when loomd restarts:
+  // it stays in the endpoints until the probe fails failureThreshold times).
+  void SeedPassing() { passing_ = true; }
 
   // Readiness: passed successThreshold times in a row since the last failure streak.
   bool passing() const { return passing_; }

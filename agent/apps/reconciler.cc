@@ -46,7 +46,7 @@ void Reconciler::Event(const std::string& app, int ordinal, std::string type, st
 }
 
 bool Reconciler::Probe(const model::App& app, const LocalReplica& replica, Tracked& t,
-                       absl::Time now, absl::Time* next) {
+                       std::optional<bool> recorded, absl::Time now, absl::Time* next) {
   ExecInReplica exec = [this, &replica](const std::vector<std::string>& command,
                                         absl::Duration timeout) {
     return runtime_->Exec(replica.id, command, timeout);
@@ -60,18 +60,19 @@ bool Reconciler::Probe(const model::App& app, const LocalReplica& replica, Track
     *next = std::min(*next, t.readiness->next());
     ready = t.readiness->passing();
   }
-  if (ready != t.ready || !t.reported) {
+  const bool changed = ready != t.ready || !t.reported;
+  if (changed || (recorded.has_value() && *recorded != ready)) {
     absl::Status s = runtime_->SetReady(replica.id, ready);
     if (s.ok()) {
-      if (t.reported || ready) {
+      if (changed && (t.reported || ready)) {
         Event(app.meta.Key(), t.ordinal, ready ? "Normal" : "Warning", ready ? "Ready" : "NotReady",
               ready ? StrCat("replica ", replica.id.substr(0, 12), " is ready")
                     : StrCat("readiness probe failed: ", t.readiness ? t.readiness->last_error() : ""),
               now);
       }
+      if (changed && ready) t.ready_since = now;
       t.ready = ready;
       t.reported = true;
-      if (ready) t.ready_since = now;
     } else {
       *next = std::min(*next, now + absl::Seconds(1));
     }
@@ -91,6 +92,50 @@ bool Reconciler::Probe(const model::App& app, const LocalReplica& replica, Track
     *next = std::min(*next, t.liveness->next());
   }
   return false;
+}
+
+bool Reconciler::RemoveNow(const std::string& app, int ordinal, const std::string& id,
+                           absl::Duration grace, const std::string& reason, absl::Time now,
+                           absl::Time* next) {
+  absl::Status s = runtime_->Remove(id, grace);
+  if (!s.ok()) {
+    Event(app, ordinal, "Warning", "FailedRemove", std::string(s.message()), now);
+    *next = std::min(*next, now + absl::Seconds(1));
+    return false;
+  }
+  tracked_.erase(id);
+  Event(app, ordinal, "Normal", "Removed", StrCat("replica ", id.substr(0, 12), ": ", reason), now);
+  return true;
+}
+
+void Reconciler::BeginRemoval(const std::string& app, const LocalReplica& replica,
+                              std::string reason, absl::Duration drain, absl::Duration grace,
+                              absl::Time now, absl::Time* next) {
+  auto it = tracked_.find(replica.id);
+  const bool in_endpoints = it == tracked_.end() || it->second.ready || !it->second.reported;
+  if (!replica.running || drain <= absl::ZeroDuration() || !in_endpoints) {
+    RemoveNow(app, it == tracked_.end() ? -1 : it->second.ordinal, replica.id, grace, reason, now,
+              next);
+    return;
+  }
+  if (absl::Status s = runtime_->SetReady(replica.id, false); !s.ok() && !absl::IsNotFound(s)) {
+    LOG_WARNING("cannot take a replica out of the endpoints before removing it",
+                {"id", replica.id}, {"error", s.message()});
+    *next = std::min(*next, now + absl::Seconds(1));
+    return;
+  }
+  Tracked& t = tracked_[replica.id];
+  if (t.app.empty()) {
+    t.app = app;
+    t.ordinal = OrdinalOf(replica.labels);
+  }
+  t.ready = false;
+  t.reported = true;
+  t.draining = true;
+  t.drain_until = now + drain;
+  t.grace = grace;
+  t.remove_reason = std::move(reason);
+  *next = std::min(*next, t.drain_until);
 }
 
 absl::Time Reconciler::Pass(const ClusterView& view, absl::Time now) {
@@ -113,6 +158,17 @@ absl::Time Reconciler::Pass(const ClusterView& view, absl::Time now) {
   std::set<std::string> live;
   for (const PlacementNode& n : view.nodes) live.insert(n.name);
 
+  // The ready flag on this node's pod records, by container ID.
+  std::map<std::string, bool> recorded;
+  for (const model::Pod& pod : view.pods) {
+    if (pod.node == options_.node) recorded[pod.id] = pod.ready;
+  }
+  auto recorded_of = [&](const std::string& id) -> std::optional<bool> {
+    auto it = recorded.find(id);
+    if (it == recorded.end()) return std::nullopt;
+    return it->second;
+  };
+
   std::map<std::string, std::vector<ReplicaObservation>> observed;
   std::map<std::string, const LocalReplica*> by_id;
   std::set<std::string> present;
@@ -121,31 +177,42 @@ absl::Time Reconciler::Pass(const ClusterView& view, absl::Time now) {
     by_id[r.id] = &r;
     std::string key = AppKeyOfLabels(r.labels);
     if (key.empty()) continue;
-    auto app = apps.find(key);
-    if (app == apps.end()) {
-      absl::Status s = runtime_->Remove(r.id, options_.stop_grace);
-      if (s.ok()) Event(key, OrdinalOf(r.labels), "Normal", "Removed", "the app was deleted", now);
-      tracked_.erase(r.id);
+    if (auto d = tracked_.find(r.id); d != tracked_.end() && d->second.draining) {
+      if (now >= d->second.drain_until || !r.running) {
+        Tracked& t = d->second;
+        RemoveNow(key, t.ordinal, r.id, t.grace, StrCat(t.remove_reason, " (drained)"), now, &next);
+      } else {
+        next = std::min(next, d->second.drain_until);
+      }
       continue;
     }
+    auto app = apps.find(key);
+    if (app == apps.end()) {
+      BeginRemoval(key, r, "the app was deleted", options_.drain, options_.stop_grace, now, &next);
+      continue;
+    }
+    const model::App& spec = *app->second;
     auto [it, inserted] = tracked_.try_emplace(r.id);
     Tracked& t = it->second;
     if (inserted) {
       t.app = key;
       t.ordinal = OrdinalOf(r.labels);
-      if (app->second->readiness) {
-        t.readiness = std::make_unique<ProbeTracker>(*app->second->readiness, r.started);
-      }
-      if (app->second->liveness) {
-        t.liveness = std::make_unique<ProbeTracker>(*app->second->liveness, r.started);
+      if (spec.readiness) t.readiness = std::make_unique<ProbeTracker>(*spec.readiness, r.started);
+      if (spec.liveness) t.liveness = std::make_unique<ProbeTracker>(*spec.liveness, r.started);
+      // Found ready on its record (loomd restarted): it stays ready until a probe fails.
+      if (r.running && recorded_of(r.id).value_or(false)) {
+        if (t.readiness) t.readiness->SeedPassing();
+        t.ready = true;
+        t.reported = true;
+        t.ready_since = now;
       }
     }
-    if (r.running && Probe(*app->second, r, t, now, &next)) {
-      if (runtime_->Remove(r.id, options_.stop_grace).ok()) {
+    if (r.running && Probe(spec, r, t, recorded_of(r.id), now, &next)) {
+      if (RemoveNow(key, t.ordinal, r.id, absl::Seconds(spec.termination_grace_seconds),
+                    "failed liveness", now, &next)) {
         OrdinalFailures& f = failures_[key][t.ordinal];
         ++f.count;
         f.last = now;
-        tracked_.erase(r.id);
         next = now;  // start the replacement right away (subject to back-off)
       }
       continue;
@@ -176,26 +243,30 @@ absl::Time Reconciler::Pass(const ClusterView& view, absl::Time now) {
       switch (a.type) {
         case ReplicaAction::Type::kRemove: {
           const LocalReplica* r = by_id.count(a.id) ? by_id[a.id] : nullptr;
-          absl::Status s = runtime_->Remove(a.id, options_.stop_grace);
+          const absl::Duration grace = absl::Seconds(app->termination_grace_seconds);
+          if (a.reason != "exited") {
+            if (r != nullptr) {
+              BeginRemoval(key, *r, a.reason, absl::Seconds(app->drain_seconds), grace, now, &next);
+            } else {
+              RemoveNow(key, a.ordinal, a.id, grace, a.reason, now, &next);
+            }
+            break;
+          }
+          absl::Status s = runtime_->Remove(a.id, grace);
           if (!s.ok()) {
             Event(key, a.ordinal, "Warning", "FailedRemove", std::string(s.message()), now);
             next = std::min(next, now + absl::Seconds(1));
             break;
           }
           tracked_.erase(a.id);
-          if (a.reason == "exited") {
-            OrdinalFailures& f = failures_[key][a.ordinal];
-            ++f.count;
-            f.last = now;
-            Event(key, a.ordinal, "Warning", "Exited",
-                  StrCat("replica ", a.id.substr(0, 12), " exited with code ", r ? r->exit_code : -1,
-                         r && r->oom_killed ? " (OOM killed)" : ""),
-                  now);
-            next = now;
-          } else {
-            Event(key, a.ordinal, "Normal", "Removed",
-                  StrCat("replica ", a.id.substr(0, 12), ": ", a.reason), now);
-          }
+          OrdinalFailures& f = failures_[key][a.ordinal];
+          ++f.count;
+          f.last = now;
+          Event(key, a.ordinal, "Warning", "Exited",
+                StrCat("replica ", a.id.substr(0, 12), " exited with code ", r ? r->exit_code : -1,
+                       r && r->oom_killed ? " (OOM killed)" : ""),
+                now);
+          next = now;
           break;
         }
         case ReplicaAction::Type::kStart: {

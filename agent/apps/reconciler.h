@@ -7,12 +7,23 @@
 // passes), replaces replicas failing liveness, restarts exited ones with back-off,
 // and records events. Nothing is remembered that the next pass cannot rebuild from
 // what it observes, except probe state and failure counts (lost on restart: probes
-// start over, the replicas keep running).
+// start over, the replicas keep running; a replica whose pod record says ready stays
+// ready until its probe fails).
+//
+// Readiness is level-triggered against the pod records too: a record that disagrees
+// with the probe (another agent marked the pods of a lost node not ready, and the
+// node came back) is written again. A replica being removed (scale down, rollout,
+// move, app deleted) first drains: its pod turns not ready, so DNS, the load
+// balancer and the ingress stop picking it while open connections finish, and only
+// after the App's drainSeconds does it get SIGTERM (SIGKILL after
+// terminationGracePeriodSeconds). A draining replica no longer counts as one of its
+// ordinal's replicas. Exited replicas, and replicas failing liveness, go at once.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +38,7 @@
 namespace loom::agent {
 
 // Labels every replica carries (besides the App's own metadata.labels).
-inline constexpr char kAppLabel[] = "loom.io/app";
+inline constexpr const char* kAppLabel = model::kAppPodLabel;
 inline constexpr char kNamespaceLabel[] = "loom.io/namespace";
 inline constexpr char kHashLabel[] = "loom.io/template-hash";
 inline constexpr char kOrdinalLabel[] = "loom.io/ordinal";
@@ -87,7 +98,9 @@ struct ClusterView {
 
 struct ReconcilerOptions {
   std::string node;
+  // For replicas of a deleted App (whose drainSeconds and grace are gone with it).
   absl::Duration stop_grace = absl::Seconds(10);
+  absl::Duration drain = absl::Seconds(2);
   absl::Duration backoff_base = absl::Seconds(1);
   absl::Duration backoff_max = absl::Seconds(30);
   // A replica ready this long clears its ordinal's failure count.
@@ -114,12 +127,25 @@ class Reconciler {
     bool ready = false;            // as last reported on the pod record
     bool reported = false;         // whether SetReady ran at least once
     absl::Time ready_since;
+    // Draining before removal: out of the endpoints, stopped at drain_until.
+    bool draining = false;
+    absl::Time drain_until;
+    absl::Duration grace;
+    std::string remove_reason;
   };
   void Event(const std::string& app, int ordinal, std::string type, std::string reason,
              std::string message, absl::Time now);
   // Probes the replica; true when it must be replaced (liveness failed).
-  bool Probe(const model::App& app, const LocalReplica& replica, Tracked& t, absl::Time now,
-             absl::Time* next);
+  // `recorded`: the ready flag on the replica's pod record, when the view has it.
+  bool Probe(const model::App& app, const LocalReplica& replica, Tracked& t,
+             std::optional<bool> recorded, absl::Time now, absl::Time* next);
+  // Removes a running replica after draining it (at once when it is not in the
+  // endpoints or `drain` is zero); `app` is the App key.
+  void BeginRemoval(const std::string& app, const LocalReplica& replica, std::string reason,
+                    absl::Duration drain, absl::Duration grace, absl::Time now, absl::Time* next);
+  // Stops and removes now; false (and an event) when the runtime failed.
+  bool RemoveNow(const std::string& app, int ordinal, const std::string& id, absl::Duration grace,
+                 const std::string& reason, absl::Time now, absl::Time* next);
 
   ReconcilerOptions options_;
   ReplicaRuntime* runtime_;

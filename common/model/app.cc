@@ -259,8 +259,12 @@ absl::StatusOr<App> AppFromManifest(const Json& manifest) {
   RETURN_IF_ERROR(OnlyKnownKeys(spec, "spec",
                                 {"replicas", "image", "command", "env", "workingDir", "ports",
                                  "resources", "readinessProbe", "livenessProbe", "strategy",
-                                 "configFiles", "secretFiles"}));
+                                 "configFiles", "secretFiles", "drainSeconds",
+                                 "terminationGracePeriodSeconds"}));
   ASSIGN_OR_RETURN(app.replicas, ParseSmallInt(spec, "replicas", "spec", 1, 0, 10000));
+  ASSIGN_OR_RETURN(app.drain_seconds, ParseSmallInt(spec, "drainSeconds", "spec", 2, 0, 600));
+  ASSIGN_OR_RETURN(app.termination_grace_seconds,
+                   ParseSmallInt(spec, "terminationGracePeriodSeconds", "spec", 30, 0, 3600));
   ASSIGN_OR_RETURN(app.image, GetString(spec, "image", "spec"));
   if (app.image.empty()) return Invalid("spec.image", "required");
   ASSIGN_OR_RETURN(app.command, ParseStringList(spec, "command", "spec"));
@@ -411,6 +415,8 @@ Json AppToManifest(const App& app, bool show_secrets) {
                         {"maxUnavailable", IntOrPercentToJson(app.max_unavailable)}}}};
   if (!app.config_files.empty()) spec["configFiles"] = FilesToJson(app.config_files, false);
   if (!app.secret_files.empty()) spec["secretFiles"] = FilesToJson(app.secret_files, !show_secrets);
+  spec["drainSeconds"] = app.drain_seconds;
+  spec["terminationGracePeriodSeconds"] = app.termination_grace_seconds;
   return {{"apiVersion", "loom/v1"}, {"kind", "App"}, {"metadata", MetaToJson(app.meta)},
           {"spec", spec}};
 }
@@ -419,6 +425,8 @@ std::string AppTemplateHash(const App& app) {
   Json t = AppToManifest(app, true)["spec"];
   t.erase("replicas");
   t.erase("strategy");
+  t.erase("drainSeconds");
+  t.erase("terminationGracePeriodSeconds");
   t["labels"] = app.meta.labels;
   std::string text = t.dump();
   uint64_t h = 14695981039346656037ull;  // FNV-1a 64: stable across nodes and restarts

@@ -69,6 +69,9 @@ struct AppFile {
   friend bool operator==(const AppFile&, const AppFile&) = default;
 };
 
+// The label every App replica's pod carries (its App's name).
+inline constexpr char kAppPodLabel[] = "loom.io/app";
+
 struct App {
   ObjectMeta meta;
   int replicas = 1;
@@ -86,6 +89,12 @@ struct App {
   IntOrPercent max_unavailable{25, true};
   std::vector<AppFile> config_files;
   std::vector<AppFile> secret_files;  // stored 0600, never logged, hidden by get
+  // Removing a replica (scale down, rollout, move, delete): it first leaves the
+  // endpoints (pod not ready: DNS, LB and ingress stop picking it, open connections
+  // drain) for drainSeconds, then gets SIGTERM, and SIGKILL after
+  // terminationGracePeriodSeconds. Neither changes the template hash.
+  int drain_seconds = 2;
+  int termination_grace_seconds = 30;
 
   friend bool operator==(const App&, const App&) = default;
 };

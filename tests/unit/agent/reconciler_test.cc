@@ -35,7 +35,9 @@ class FakeRuntime : public ReplicaRuntime {
     ++starts;
     return r;
   }
-  absl::Status Remove(const std::string& id, absl::Duration) override {
+  absl::Status Remove(const std::string& id, absl::Duration grace) override {
+    removed_ready[id] = ready[id];
+    graces[id] = grace;
     replicas.erase(id);
     ready.erase(id);
     ++removes;
@@ -55,6 +57,8 @@ class FakeRuntime : public ReplicaRuntime {
   std::map<std::string, bool> ready;
   std::map<std::string, std::string> images;
   std::set<std::string> unhealthy;
+  std::map<std::string, bool> removed_ready;  // the pod's ready flag when it was removed
+  std::map<std::string, absl::Duration> graces;
   bool fail_starts = false;
   int starts = 0, removes = 0;
 
@@ -223,8 +227,9 @@ TEST_F(ReconcilerTest, RollingUpdateKeepsEveryReplicaServingAndABadImageStops) {
   for (int i = 0; i < 30 && Total("web:2", true) < 4; ++i) {
     Round();
     EXPECT_GE(Total("", true), 4) << "round " << i;  // maxUnavailable 0
-    EXPECT_LE(Total(), 5) << "round " << i;          // maxSurge 1
+    EXPECT_LE(Total("", true), 5) << "round " << i;  // maxSurge 1
   }
+  Round(absl::Seconds(3));  // the last old replica drains
   Round();
   EXPECT_EQ(Total("web:2", true), 4);
   EXPECT_EQ(Total(), 4);
@@ -255,7 +260,79 @@ TEST_F(ReconcilerTest, DeletedAppsAreRemovedAndALostNodesReplicasMove) {
   EXPECT_EQ(Count("n1", "", true), 4);
   apps_.clear();
   Round();
+  EXPECT_EQ(Count("n1", "", true), 0);  // out of the endpoints at once...
+  EXPECT_EQ(Count("n1"), 4);            // ...and draining
+  Round(absl::Seconds(2));
+  Round();
   EXPECT_EQ(Count("n1"), 0);
+}
+
+TEST_F(ReconcilerTest, RemovedReplicasDrainOutOfTheEndpointsBeforeTheyStop) {
+  model::App app = App(4, "web:1");
+  app.drain_seconds = 5;
+  app.termination_grace_seconds = 7;
+  apps_ = {app};
+  Round();
+  Round();
+  ASSERT_EQ(Total("", true), 4);
+  app.replicas = 2;
+  apps_ = {app};
+  Round(absl::Seconds(1));
+  EXPECT_EQ(Total("", true), 2);  // the two surplus ones left the endpoints...
+  EXPECT_GE(Total(), 4);          // ...but keep running while connections drain
+  for (int i = 0; i < 4; ++i) {
+    Round();
+    EXPECT_GE(Total(), 4);
+    EXPECT_GE(Total("", true), 2);
+  }
+  // 5 s after: stopped, with the App's grace period (a replica that moved to the
+  // other node meanwhile drains 5 s after its replacement turned ready).
+  for (int i = 0; i < 6; ++i) Round();
+  EXPECT_EQ(Total(), 2);
+  for (const auto& [node, rt] : runtimes_) {
+    for (const auto& [id, was_ready] : rt->removed_ready) {
+      EXPECT_FALSE(was_ready) << id << " was removed while still in the endpoints";
+      EXPECT_EQ(rt->graces[id], absl::Seconds(7));
+    }
+  }
+  // Not restarted or re-probed ready meanwhile.
+  EXPECT_EQ(Total("", true), 2);
+  bool drained = false;
+  for (const AppEvent& e : reconcilers_["n1"]->TakeEvents()) {
+    drained |= e.reason == "Removed" && e.message.find("scaled down (drained)") != std::string::npos;
+  }
+  for (const AppEvent& e : reconcilers_["n2"]->TakeEvents()) {
+    drained |= e.reason == "Removed" && e.message.find("scaled down (drained)") != std::string::npos;
+  }
+  EXPECT_TRUE(drained);
+}
+
+TEST_F(ReconcilerTest, ReadinessIsReassertedOnThePodRecordAndSurvivesARestart) {
+  apps_ = {App(2, "web:1")};
+  Round();
+  Round();
+  ASSERT_EQ(Total("", true), 2);
+  // Another agent marked the pods not ready (their node's lease had expired); the
+  // node is back: the next pass writes the records again.
+  for (auto& [node, rt] : runtimes_) {
+    for (auto& [id, ready] : rt->ready) ready = false;
+  }
+  Round();
+  EXPECT_EQ(Total("", true), 2);
+  // loomd restarts (a new reconciler): replicas found ready stay ready from the
+  // first pass, before any probe ran, and nothing is restarted.
+  int starts = runtimes_["n1"]->starts + runtimes_["n2"]->starts;
+  for (std::string n : {"n1", "n2"}) {
+    ReconcilerOptions o;
+    o.node = n;
+    reconcilers_[n] = std::make_unique<Reconciler>(o, runtimes_[n].get());
+  }
+  runtimes_["n1"]->unhealthy.clear();
+  for (const PlacementNode& n : nodes_) {
+    reconcilers_[n.name]->Pass(View(), now_);
+    EXPECT_EQ(Total("", true), 2);
+  }
+  EXPECT_EQ(runtimes_["n1"]->starts + runtimes_["n2"]->starts, starts);
 }
 
 TEST_F(ReconcilerTest, FailedStartsAreRetriedWithBackoff) {
