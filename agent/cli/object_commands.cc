@@ -162,7 +162,8 @@ int GetListCommand(Context& ctx, const ObjectArgs& a, const std::string& kind, O
       std::string ip;
       for (const Json& i : p.value("ips", Json::array())) ip += (ip.empty() ? "" : ",") + i.get<std::string>();
       rows.push_back({meta.value("namespace", ""), meta.value("name", ""),
-                      p.value("ready", false) ? "true" : "false", p.value("node", ""), ip,
+                      p.value("nodeLost", false) ? "false (node lost)" : p.value("ready", false) ? "true" : "false",
+                      p.value("node", ""), ip,
                       labels.value("loom.io/app", ""), p.value("id", "").substr(0, 12)});
     }
   }

@@ -397,7 +397,8 @@ absl::Status Daemon::StartServicesAndDns() {
   }
   RETURN_IF_ERROR(service_controller_->Start());
   live_controller_.store(service_controller_.get());
-  return absl::OkStatus();
+  lost_nodes_ = std::make_unique<LostNodes>(store_.get(), config_.node_name);
+  return Annotate(lost_nodes_->Start(), "lost nodes");
 }
 
 absl::Status Daemon::StartContainers() {
@@ -432,6 +433,7 @@ void Daemon::StopServicesAndDns() {
   live_controller_.store(nullptr);
   live_dns_.store(nullptr);
   live_services_.store(nullptr);
+  if (lost_nodes_) lost_nodes_->Stop();
   // The controller first: it feeds DNS.
   if (service_controller_) service_controller_->Stop();
   if (node_dns_) node_dns_->Stop();
@@ -464,6 +466,7 @@ void Daemon::ReleaseComponents() {
   containers_.reset();
   event_log_.reset();
   app_registry_.reset();
+  lost_nodes_.reset();
   service_controller_.reset();
   lb_.reset();
   ingress_.reset();

@@ -29,6 +29,7 @@
 #include "agent/ingress/ingress_controller.h"
 #include "agent/overlay/overlay_controller.h"
 #include "agent/node_dns/node_dns.h"
+#include "agent/services/lost_nodes.h"
 #include "agent/services/service_controller.h"
 #include "agent/services/service_registry.h"
 #include "agent/store/store.h"
@@ -103,6 +104,7 @@ class Daemon {
   // controller that turns the store into typed state, and the node's DNS.
   std::unique_ptr<ServiceRegistry> service_registry_;
   std::unique_ptr<ServiceController> service_controller_;
+  std::unique_ptr<LostNodes> lost_nodes_;  // marks the pods of lost nodes not ready
   std::unique_ptr<NodeDns> node_dns_;
   std::atomic<ServiceRegistry*> live_services_{nullptr};
   std::atomic<ServiceController*> live_controller_{nullptr};

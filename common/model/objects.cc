@@ -203,7 +203,7 @@ Json ServiceToManifest(const Service& svc) {
 
 absl::StatusOr<Pod> PodFromJson(const Json& json) {
   RETURN_IF_ERROR(OnlyKnownKeys(json, "", {"apiVersion", "kind", "metadata", "id", "ifname", "node",
-                                           "ips", "ports", "hostname", "ready"}));
+                                           "ips", "ports", "hostname", "ready", "nodeLost"}));
   Pod pod;
   ASSIGN_OR_RETURN(pod.meta, ParseMeta(json));
   if (pod.meta.name.empty()) return absl::InvalidArgumentError("metadata.name: required");
@@ -213,6 +213,7 @@ absl::StatusOr<Pod> PodFromJson(const Json& json) {
   ASSIGN_OR_RETURN(pod.hostname, GetStringOr(json, "hostname", "", ""));
   if (!pod.hostname.empty()) RETURN_IF_ERROR(ValidateDns1123Label(pod.hostname, "hostname"));
   ASSIGN_OR_RETURN(pod.ready, GetBoolOr(json, "ready", "", false));
+  ASSIGN_OR_RETURN(pod.node_lost, GetBoolOr(json, "nodeLost", "", false));
   auto ips = json.find("ips");
   if (ips != json.end() && !ips->is_null()) {
     if (!ips->is_array()) return absl::InvalidArgumentError("ips: must be a list");
@@ -248,6 +249,7 @@ Json PodToJson(const Pod& pod) {
             {"id", pod.id}, {"ifname", pod.ifname}, {"node", pod.node}, {"ips", pod.ips},
             {"ready", pod.ready}};
   if (!pod.hostname.empty()) j["hostname"] = pod.hostname;
+  if (pod.node_lost) j["nodeLost"] = true;
   if (!pod.ports.empty()) {
     Json ports = Json::array();
     for (const ContainerPort& p : pod.ports) {

@@ -82,6 +82,9 @@ struct Pod {
   std::vector<ContainerPort> ports;
   std::string hostname;  // DNS hostname under a headless service; default: none
   bool ready = false;
+  // Set (with ready = false) by the other agents when the pod's node lost its lease;
+  // cleared by the node's own agent when it is back (agent/services/lost_nodes.h).
+  bool node_lost = false;
 
   friend bool operator==(const Pod&, const Pod&) = default;
 };
