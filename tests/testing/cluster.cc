@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/strings/str_split.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -74,6 +75,12 @@ void SweepStaleNamespaces() {
     return pid != getpid() && !ProcessAlive(static_cast<pid_t>(pid));
   };
   std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/fs/cgroup/memory", ec)) {
+    std::string name = entry.path().filename().string();
+    if (!entry.is_directory() || !stale(name)) continue;
+    RemoveV1CgroupTrees(name);
+    LOG_WARNING("swept cgroups left by a crashed test run", {"cgroup", name});
+  }
   std::string cgroup2 = HostCgroup2Mount();
   for (const std::string& root : {std::string("/sys/fs/bpf"), cgroup2}) {
     if (root.empty()) continue;
@@ -178,6 +185,13 @@ absl::Status Cluster::Build() {
       n.cgroup2_dir = StrCat(cgroup2_mount_, "/", prefix_, "-", n.name);
     }
     std::filesystem::create_directories(n.dir);
+    if (options_.runtime) {
+      n.cgroup_parent = StrCat(prefix_, "-", n.name);
+      std::filesystem::create_directories(StrCat(n.dir, "/cni/net.d"));
+      std::ofstream(StrCat(n.dir, "/cni/net.d/10-loom.conflist"))
+          << R"({"cniVersion":"1.1.0","name":"loom","plugins":[{"type":"loom","socket":")"
+          << n.api_socket << R"("}]})";
+    }
     RETURN_IF_ERROR(plug(n.netns, StrCat("n", i + 1), n.underlay_ip));
     nodes_.push_back(std::move(n));
   }
@@ -187,6 +201,7 @@ absl::Status Cluster::Build() {
 
 std::vector<std::string> Cluster::LoomdArgv(int i) const {
   std::vector<std::string> argv = {"ip", "netns", "exec", nodes_[i].netns};
+  if (options_.runtime) argv = {"nsenter", StrCat("--net=/run/netns/", nodes_[i].netns)};
   std::vector<std::string> flags = LoomdFlags(i);
   argv.insert(argv.end(), flags.begin(), flags.end());
   return argv;
@@ -210,6 +225,10 @@ std::vector<std::string> Cluster::LoomdFlags(int i) const {
       // to the machine's resolver (a test that wants forwarding names its own).
       "--dns-upstream=none",
   };
+  if (options_.runtime) {
+    argv.push_back(StrCat("--cgroup-root=/sys/fs/cgroup/", n.cgroup_parent));
+    argv.push_back(StrCat("--cni-bin-dir=", LOOM_BIN_DIR));
+  }
   if (options_.lb) {
     argv.push_back(StrCat("--cgroup2-dir=", n.cgroup2_dir));
   } else {
@@ -253,6 +272,13 @@ absl::Status Cluster::StopLoomd(int i, int signal) {
   auto code = n.loomd->Wait(absl::Seconds(15));
   n.loomd.reset();
   return code.status();
+}
+
+CommandResult Cluster::Ctl(int i, std::vector<std::string> args, absl::Duration timeout) {
+  args.insert(args.begin(), {StrCat(LOOM_BIN_DIR, "/loomctl"), StrCat("--socket=", nodes_[i].api_socket)});
+  absl::StatusOr<CommandResult> r = RunCommand(args, timeout);
+  if (!r.ok()) return {-1, "", std::string(r.status().message())};
+  return *r;
 }
 
 absl::StatusOr<std::string> Cluster::ExecInNode(int i, const std::vector<std::string>& argv) {
@@ -327,6 +353,16 @@ void RemoveCgroupTree(const std::string& dir) {
   LOG_WARNING("could not remove test cgroup", {"path", dir});
 }
 
+void RemoveV1CgroupTrees(const std::string& parent) {
+  std::error_code ec;
+  for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (hierarchy.is_symlink() || !hierarchy.is_directory()) continue;
+    const std::string dir = StrCat(hierarchy.path().string(), "/", parent);
+    if (std::filesystem::exists(StrCat(hierarchy.path().string(), "/cgroup.controllers"))) continue;
+    RemoveCgroupTree(dir);
+  }
+}
+
 std::string Cluster::LogTail(int i) const {
   std::ifstream in(nodes_[i].log_path);
   std::stringstream ss;
@@ -335,7 +371,31 @@ std::string Cluster::LogTail(int i) const {
   return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
 }
 
+// Apps first (or their reconcilers start the replicas again), then every container,
+// through the loomds still running.
+void Cluster::RemoveContainers() {
+  for (int i = 0; i < size(); ++i) {
+    if (!nodes_[i].loomd) continue;
+    absl::StatusOr<Json> apps = ParseJson(Ctl(i, {"get", "apps", "-A", "-o", "json"}, absl::Seconds(10)).out);
+    if (apps.ok() && apps->contains("items")) {
+      for (const Json& a : (*apps)["items"]) {
+        Ctl(i, {"delete", "app", a["metadata"].value("name", ""), "-n",
+                a["metadata"].value("namespace", "default")},
+            absl::Seconds(10));
+      }
+    }
+    break;
+  }
+  for (int i = 0; i < size(); ++i) {
+    if (!nodes_[i].loomd) continue;
+    absl::StatusOr<Json> list = ParseJson(Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10)).out);
+    if (!list.ok() || !list->contains("items")) continue;
+    for (const Json& c : (*list)["items"]) Ctl(i, {"rm", "-f", c.value("id", "")}, absl::Seconds(30));
+  }
+}
+
 void Cluster::TearDown() {
+  if (options_.runtime) RemoveContainers();
   for (Node& n : nodes_) {
     if (n.loomd) {
       (void)n.loomd->Signal(SIGKILL);
@@ -362,6 +422,21 @@ void Cluster::TearDown() {
     std::error_code ec;
     std::filesystem::remove_all(n.bpffs_dir, ec);
     if (!n.cgroup2_dir.empty()) RemoveCgroupTree(n.cgroup2_dir);
+    if (!n.cgroup_parent.empty()) RemoveV1CgroupTrees(n.cgroup_parent);
+  }
+  if (options_.runtime && !root_dir_.empty()) {
+    // Container mounts (rootfs, volumes, pinned namespaces) whose containers were
+    // killed above, innermost first; not the bpffs and cgroup2 mounts (below).
+    std::ifstream in("/proc/self/mountinfo");
+    std::vector<std::string> left;
+    for (std::string line; std::getline(in, line);) {
+      std::vector<std::string> f = absl::StrSplit(line, ' ');
+      if (f.size() > 4 && f[4].rfind(root_dir_ + "/node", 0) == 0) left.push_back(f[4]);
+    }
+    for (auto it = left.rbegin(); it != left.rend(); ++it) {
+      LOG_WARNING("unmounting a mount left by a test container", {"path", *it});
+      umount2(it->c_str(), MNT_DETACH);
+    }
   }
   for (std::string* m : {&cgroup2_mount_, &bpffs_mount_}) {
     if (m->empty()) continue;

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/command.h"
 #include "tests/testing/etcd_server.h"
 #include "tests/testing/subprocess.h"
 
@@ -25,6 +26,14 @@ struct ClusterOptions {
   // (<test dir>/cgroup2/<prefix>-<node>, removed with its children and processes at
   // teardown). Off by default: those tests need no BPF.
   bool lb = false;
+  // Loom's container runtime on every node (Apps, `loomctl run`): loomd runs in the
+  // machine's mount namespace (`nsenter --net`: the runtime needs /sys/fs/cgroup, and
+  // container mounts outlive loomd), its containers under the cgroup
+  // /sys/fs/cgroup/<controller>/<prefix>-<node>, attached by the `loom` CNI plugin
+  // (conf in <node dir>/cni/net.d). Teardown deletes the Apps and every container
+  // through loomd, then kills what is left in those cgroups, removes them and
+  // unmounts whatever is left under the test dir.
+  bool runtime = false;
 };
 
 class Cluster {
@@ -38,6 +47,7 @@ class Cluster {
     std::string log_path;
     std::string cgroup2_dir;  // with ClusterOptions::lb
     std::string bpffs_dir;    // --bpffs-dir
+    std::string cgroup_parent;  // with ClusterOptions::runtime: <prefix>-<node>
     std::unique_ptr<Subprocess> loomd;
   };
 
@@ -59,6 +69,9 @@ class Cluster {
   // Sends `signal` to node i's loomd and reaps it.
   absl::Status StopLoomd(int i, int signal);
 
+  // loomctl against node i's loomd (never fails: exit_code -1 and err when it could not run).
+  CommandResult Ctl(int i, std::vector<std::string> args, absl::Duration timeout = absl::Seconds(90));
+
   // Runs a command inside node i's namespace.
   absl::StatusOr<std::string> ExecInNode(int i, const std::vector<std::string>& argv);
   // Keys under `prefix` in the cluster's etcd (read with etcdctl inside its namespace).
@@ -77,6 +90,7 @@ class Cluster {
   explicit Cluster(ClusterOptions options);
   absl::Status Build();
   void TearDown();
+  void RemoveContainers();
   std::vector<std::string> LoomdArgv(int i) const;
 
   ClusterOptions options_;
@@ -99,5 +113,8 @@ void SweepStaleNamespaces();
 std::string HostCgroup2Mount();
 // Kills every process in the cgroup directory `dir` and its children, then removes them.
 void RemoveCgroupTree(const std::string& dir);
+// The same for the cgroup `parent` (a path relative to each hierarchy) in every cgroup
+// v1 controller hierarchy under /sys/fs/cgroup.
+void RemoveV1CgroupTrees(const std::string& parent);
 
 }  // namespace loom::testing
