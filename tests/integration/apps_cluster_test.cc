@@ -36,6 +36,7 @@
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/unit/runtime/busybox_image.h"
+#include "tests/integration/web_images.h"
 
 namespace loom::testing {
 namespace {
@@ -45,22 +46,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr int kReplicas = 6;
-
-// The App: busybox httpd serving the image's /www (index.html names the version, the
-// CGI script cgi-bin/id the replica's hostname).
-std::string AppYaml(const std::string& image) {
-  return StrCat(R"(kind: App
-metadata: {name: web, labels: {app: web}}
-spec:
-  replicas: )", kReplicas, R"(
-  image: )", image, R"(
-  command: [/bin/sh, -c, "trap 'exit 0' TERM; /bin/busybox httpd -f -p 8080 -h /www & wait"]
-  ports: [{name: http, containerPort: 8080}]
-  readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
-  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 0}}
-  drainSeconds: 2
-)");
-}
 
 constexpr char kServiceAndIngress[] = R"(kind: Service
 metadata: {name: web}
@@ -105,24 +90,7 @@ class AppsClusterTest : public ::testing::Test {
     char tmpl[] = "/tmp/loom-apps-images-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     images_dir_ = tmpl;
-    for (const char* version : {"v1", "v2", "bad"}) {
-      std::string rootfs = StrCat(images_dir_, "/", version, "-rootfs");
-      ASSERT_OK(runtime::testing::MakeBusyboxRootfs(rootfs));
-      if (std::string(version) != "bad") {
-        fs::create_directories(rootfs + "/www/cgi-bin");
-        std::ofstream(rootfs + "/www/index.html") << version << "\n";
-        std::string id = rootfs + "/www/cgi-bin/id";
-        std::ofstream(id) << "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nhostname\n";
-        fs::permissions(id, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                                fs::perms::others_read | fs::perms::others_exec);
-      }
-      std::string oci = StrCat(images_dir_, "/", version, "-oci");
-      ASSERT_OK(runtime::testing::MakeOciLayout(rootfs, oci, StrCat("web:", version)));
-      for (int i = 0; i < cluster_->size(); ++i) {
-        CommandResult r = cluster_->Ctl(i, {"image", "import", oci, StrCat("web:", version)});
-        ASSERT_EQ(r.exit_code, 0) << r.err;
-      }
-    }
+    ASSERT_OK(ImportWebImages(images_dir_, *cluster_));
   }
   void TearDown() override {
     cluster_.reset();
@@ -229,7 +197,7 @@ class AppsClusterTest : public ::testing::Test {
   }
   // Deploys the App (web:v1), the Services and the Ingress, and waits for the rollout.
   void Deploy() {
-    ASSERT_NO_FATAL_FAILURE(Apply(AppYaml("web:v1") + "---\n" + kServiceAndIngress));
+    ASSERT_NO_FATAL_FAILURE(Apply(WebAppYaml("web:v1", kReplicas) + "---\n" + kServiceAndIngress));
     ASSERT_NO_FATAL_FAILURE(WaitRollout());
     ASSERT_GE(WaitEndpoints([](const auto& eps) { return eps.size() == kReplicas; }, absl::Seconds(30)), 0);
   }
@@ -302,10 +270,10 @@ TEST_F(AppsClusterTest, SpreadResolvedReachedRestartedAndRolledOutWithoutAFailed
   std::string log = StrCat(images_dir_, "/wrk-rollout.log");
   std::unique_ptr<Subprocess> wrk = StartWrk(0, 1, 40, log);
   absl::SleepFor(absl::Seconds(1));
-  ASSERT_NO_FATAL_FAILURE(Apply(AppYaml("web:v2")));
+  ASSERT_NO_FATAL_FAILURE(Apply(WebAppYaml("web:v2", kReplicas)));
   ASSERT_NO_FATAL_FAILURE(WaitRollout());
   // A bad image: its first replica never turns ready, the rollout stops by itself.
-  ASSERT_NO_FATAL_FAILURE(Apply(AppYaml("web:bad")));
+  ASSERT_NO_FATAL_FAILURE(Apply(WebAppYaml("web:bad", kReplicas)));
   absl::SleepFor(absl::Seconds(6));
   CommandResult stuck = cluster_->Ctl(0, {"rollout", "status", "web", "--timeout", "2s"});
   EXPECT_NE(stuck.exit_code, 0);
