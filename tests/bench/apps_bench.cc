@@ -30,20 +30,6 @@ namespace {
 using loom::StrCat;
 using loom::testing::Cluster;
 
-constexpr char kServices[] = R"(kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-kind: Service
-metadata: {name: web-pods}
-spec:
-  type: Headless
-  selector: {app: web}
-  ports: [{name: http, port: 8080}]
-)";
-
 std::string LoadAvg() {
   std::ifstream in("/proc/loadavg");
   std::string a, b, c;
@@ -109,7 +95,7 @@ int main(int argc, char** argv) {
     if (r.exit_code != 0) std::fprintf(stderr, "apply: %s\n", r.err.c_str());
     return r.exit_code == 0;
   };
-  if (!apply(kServices)) return 1;
+  if (!apply(loom::testing::kWebServicesYaml)) return 1;
   std::printf("load before: %s\n", LoadAvg().c_str());
 
   // 1. apply -> all ready, and all resolvable.

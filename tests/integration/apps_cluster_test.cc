@@ -47,20 +47,7 @@ using ::testing::Not;
 
 constexpr int kReplicas = 6;
 
-constexpr char kServiceAndIngress[] = R"(kind: Service
-metadata: {name: web}
-spec:
-  selector: {app: web}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-kind: Service
-metadata: {name: web-pods}
-spec:
-  type: Headless
-  selector: {app: web}
-  ports: [{name: http, port: 8080}]
----
-kind: Ingress
+constexpr char kIngress[] = R"(kind: Ingress
 metadata: {name: web}
 spec:
   rules:
@@ -197,7 +184,7 @@ class AppsClusterTest : public ::testing::Test {
   }
   // Deploys the App (web:v1), the Services and the Ingress, and waits for the rollout.
   void Deploy() {
-    ASSERT_NO_FATAL_FAILURE(Apply(WebAppYaml("web:v1", kReplicas) + "---\n" + kServiceAndIngress));
+    ASSERT_NO_FATAL_FAILURE(Apply(WebAppYaml("web:v1", kReplicas) + "---\n" + kWebServicesYaml + std::string("---\n") + kIngress));
     ASSERT_NO_FATAL_FAILURE(WaitRollout());
     ASSERT_GE(WaitEndpoints([](const auto& eps) { return eps.size() == kReplicas; }, absl::Seconds(30)), 0);
   }

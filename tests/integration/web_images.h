@@ -18,4 +18,20 @@ absl::Status ImportWebImages(const std::string& dir, Cluster& cluster);
 // every second, maxSurge 1, maxUnavailable 0, labels app=web).
 std::string WebAppYaml(const std::string& image, int replicas);
 
+// A ClusterIP Service `web` (port 80 -> 8080) and a headless one `web-pods`, both
+// selecting app=web.
+inline constexpr char kWebServicesYaml[] = R"(kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+kind: Service
+metadata: {name: web-pods}
+spec:
+  type: Headless
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+)";
+
 }  // namespace loom::testing

@@ -386,6 +386,21 @@ void Cluster::RemoveContainers() {
     }
     break;
   }
+  // The reconcilers drain and remove the replicas (one starting meanwhile included).
+  auto replicas_left = [&] {
+    for (int i = 0; i < size(); ++i) {
+      if (!nodes_[i].loomd) continue;
+      absl::StatusOr<Json> list = ParseJson(Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10)).out);
+      if (!list.ok() || !list->contains("items")) continue;
+      for (const Json& c : (*list)["items"]) {
+        if (c.value("labels", Json::object()).contains("loom.io/app")) return true;
+      }
+    }
+    return false;
+  };
+  for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end && replicas_left();) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
   for (int i = 0; i < size(); ++i) {
     if (!nodes_[i].loomd) continue;
     absl::StatusOr<Json> list = ParseJson(Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10)).out);
