@@ -21,7 +21,7 @@ void Usage(FILE* f) {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {"status", "status [-o json|yaml]", "Show this node's loomd: node, store, readiness, DNS.",
+      {"status", "status [-o json|yaml]", "Show this node's loomd (store, readiness, DNS, component health) and every node's health.",
        StatusCommand},
       {"apply", "apply -f FILE|-", "Create or update the objects in FILE (YAML or JSON).",
        ApplyCommand},

@@ -1,4 +1,5 @@
-// loomctl status: this node's loomd, from GET /v1/status.
+// loomctl status: this node's loomd (store, DNS, each component's health) and the
+// health every live node published, from GET /v1/status.
 #include "agent/cli/cli.h"
 #include "common/strings.h"
 
@@ -34,6 +35,29 @@ std::string FormatStatusTable(const Json& s) {
     table += FormatTable({{"DNS", "SERVING", "SERVICES", "NAMES", "UPSTREAMS"},
                                  {str(dns, "address"), str(dns, "serving"), str(zone, "services"),
                                   str(zone, "names"), upstreams}});
+  }
+  constexpr const char* kComponents[] = {"store", "overlay", "dns", "lb", "ingress", "runtime"};
+  if (s.contains("components") && s["components"].is_object()) {
+    std::vector<std::vector<std::string>> rows = {{"COMPONENT", "STATE", "DETAIL"}};
+    for (const char* name : kComponents) {
+      Json c = s["components"].value(name, Json::object());
+      rows.push_back({name, c.value("state", "-"), c.value("detail", "")});
+    }
+    table += '\n';
+    table += FormatTable(rows);
+  }
+  if (s.contains("nodes") && s["nodes"].is_array()) {
+    std::vector<std::vector<std::string>> rows = {
+        {"NODE", "STORE", "OVERLAY", "DNS", "LB", "INGRESS", "RUNTIME", "SINCE"}};
+    for (const Json& n : s["nodes"]) {
+      std::vector<std::string> row = {n.value("node", "")};
+      Json comps = n.value("components", Json::object());
+      for (const char* name : kComponents) row.push_back(comps.value(name, Json::object()).value("state", "-"));
+      row.push_back(n.value("since", "-"));
+      rows.push_back(std::move(row));
+    }
+    table += '\n';
+    table += FormatTable(rows);
   }
   return table;
 }

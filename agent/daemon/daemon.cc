@@ -97,6 +97,9 @@ Json AgentStatusToJson(const AgentStatus& s) {
               {"ready", s.ready}};
   if (!s.dns.is_null()) j["dns"] = s.dns;
   if (!s.lb.is_null()) j["lb"] = s.lb;
+  if (!s.ingress.is_null()) j["ingress"] = s.ingress;
+  if (!s.components.is_null()) j["components"] = s.components;
+  if (!s.nodes.is_null()) j["nodes"] = s.nodes;
   return j;
 }
 
@@ -153,7 +156,77 @@ AgentStatus Daemon::Status() const {
   s.ready = Ready(&reason);
   if (NodeDns* dns = live_dns_.load(); dns != nullptr) s.dns = dns->StatusJson();
   if (LbController* lb = live_lb_.load(); lb != nullptr) s.lb = lb->StatusJson();
+  if (IngressController* ing = live_ingress_.load(); ing != nullptr) s.ingress = ing->StatusJson();
+  s.components = ComponentsHealth();
+  if (store::Store* store = open_store_.load(); store != nullptr) {
+    absl::StatusOr<Json> nodes = ClusterHealth(store);
+    if (nodes.ok()) s.nodes = *std::move(nodes);
+  }
   return s;
+}
+
+Json Daemon::ComponentsHealth() const {
+  Json c = Json::object();
+  store::Store* store = open_store_.load();
+  absl::StatusOr<store::RangeResult> own =
+      store == nullptr ? absl::UnavailableError("not open") : store->Range(NodeKey(config_.node_name));
+  NodeRegistrar* registrar = live_registrar_.load();
+  if (!own.ok()) {
+    c["store"] = ComponentHealth("down", std::string(own.status().message()));
+  } else if (registrar != nullptr && !registrar->healthy()) {
+    c["store"] = ComponentHealth("degraded", StrCat("lease: ", registrar->last_error()));
+  } else {
+    c["store"] = ComponentHealth("ok", config_.store_url == "embedded" ? "embedded" : "etcd");
+  }
+  if (!config_.overlay) {
+    c["overlay"] = ComponentHealth("off");
+  } else if (overlay_ == nullptr) {
+    c["overlay"] = ComponentHealth("down", "not started");
+  } else {
+    c["overlay"] = ComponentHealth("ok", StrCat(overlay_->pod_cidr().ToString(), ", ", overlay_->peers(), " peers"));
+  }
+  if (NodeDns* dns = live_dns_.load(); dns == nullptr) {
+    c["dns"] = ComponentHealth("down", "not started");
+  } else {
+    Json d = dns->StatusJson();
+    Json fwd = d.value("forwarding", Json::object());
+    std::string detail = StrCat(d.value("address", ""), ", ", d["zone"].value("services", 0), " services");
+    if (!d.value("serving", false)) {
+      c["dns"] = ComponentHealth("down", detail);
+    } else if (fwd.value("loopDetected", false)) {
+      c["dns"] = ComponentHealth("degraded", StrCat(detail, ", forwarding loop detected"));
+    } else if (fwd.value("enabled", false) && fwd.value("healthy", Json::array()).empty()) {
+      c["dns"] = ComponentHealth("degraded", StrCat(detail, ", no healthy upstream"));
+    } else {
+      c["dns"] = ComponentHealth("ok", detail);
+    }
+  }
+  if (!config_.lb) {
+    c["lb"] = ComponentHealth("off");
+  } else if (LbController* lb = live_lb_.load(); lb == nullptr) {
+    c["lb"] = ComponentHealth("down", "not started");
+  } else {
+    Json l = lb->StatusJson();
+    c["lb"] = ComponentHealth("ok", StrCat(l.value("services", 0), " services, ", l.value("backends", 0), " backends"));
+  }
+  if (!config_.ingress) {
+    c["ingress"] = ComponentHealth("off");
+  } else if (IngressController* ing = live_ingress_.load(); ing == nullptr) {
+    c["ingress"] = ComponentHealth("down", "not started");
+  } else {
+    Json i = ing->StatusJson();
+    std::string detail = StrCat(":", i.value("httpPort", 0), ", ", i.value("routes", 0), " routes");
+    size_t problems = i.value("problems", Json::array()).size();
+    c["ingress"] = problems == 0 ? ComponentHealth("ok", detail)
+                                 : ComponentHealth("degraded", StrCat(detail, ", ", problems, " problems"));
+  }
+  if (containers::ContainerManager* m = live_containers_.load(); m != nullptr) {
+    c["runtime"] = ComponentHealth("ok", StrCat(m->List(/*all=*/false).size(), " running"));
+  } else {
+    absl::MutexLock lock(&containers_error_mu_);
+    c["runtime"] = ComponentHealth("down", containers_error_.empty() ? "not started" : containers_error_);
+  }
+  return c;
 }
 
 std::string Daemon::cgroup2_dir() const {
@@ -282,6 +355,11 @@ absl::Status Daemon::Start() {
       absl::MutexLock lock(&containers_error_mu_);
       containers_error_ = std::string(s.message());
     }
+
+    health_ = std::make_unique<NodeHealthPublisher>(
+        store_.get(), config_.node_name, [this] { return ComponentsHealth(); },
+        [this] { return registrar_->lease(); });
+    health_->Start();
 
     LOG_INFO("loomd started", {"node", config_.node_name}, {"version", kVersion},
              {"store", config_.store_url}, {"underlay", StrCat(underlay.iface, "/", underlay.ip)},
@@ -425,6 +503,7 @@ absl::Status Daemon::StartContainers() {
 }
 
 void Daemon::StopServicesAndDns() {
+  if (health_) health_->Stop();
   live_apps_.store(nullptr);
   live_events_.store(nullptr);
   if (app_controller_) app_controller_->Stop();
@@ -466,6 +545,7 @@ void Daemon::ReleaseComponents() {
   containers_.reset();
   event_log_.reset();
   app_registry_.reset();
+  health_.reset();
   lost_nodes_.reset();
   service_controller_.reset();
   lb_.reset();

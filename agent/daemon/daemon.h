@@ -23,6 +23,7 @@
 #include "agent/apps/event_log.h"
 #include "agent/cni_api/cni_api.h"
 #include "agent/containers/container_manager.h"
+#include "agent/daemon/node_health.h"
 #include "agent/daemon/node_registrar.h"
 #include "agent/daemon/underlay.h"
 #include "agent/lb/lb_controller.h"
@@ -49,6 +50,9 @@ struct AgentStatus {
   bool ready = false;
   Json dns;  // NodeDns::StatusJson(); null before DNS starts
   Json lb;   // LbController::StatusJson(); null without --lb
+  Json ingress;     // IngressController::StatusJson(); null without the ingress
+  Json components;  // this node's component health (node_health.h)
+  Json nodes;       // every live node's published health (ClusterHealth)
 };
 Json AgentStatusToJson(const AgentStatus& status);
 
@@ -67,6 +71,8 @@ class Daemon {
   // Whether the store is open and the node registered; otherwise why not.
   bool Ready(std::string* reason) const;
   AgentStatus Status() const;
+  // store, overlay, dns, lb, ingress, runtime: {"state": ok|degraded|down|off, "detail"}.
+  Json ComponentsHealth() const;
   // The overlay (with --overlay, once started): this node's pod subnet, device, MTU.
   const OverlayController* overlay() const { return overlay_.get(); }
   // Loom's cgroup2 directory (with --lb, once started; else ""): the runtime places
@@ -105,6 +111,7 @@ class Daemon {
   std::unique_ptr<ServiceRegistry> service_registry_;
   std::unique_ptr<ServiceController> service_controller_;
   std::unique_ptr<LostNodes> lost_nodes_;  // marks the pods of lost nodes not ready
+  std::unique_ptr<NodeHealthPublisher> health_;
   std::unique_ptr<NodeDns> node_dns_;
   std::atomic<ServiceRegistry*> live_services_{nullptr};
   std::atomic<ServiceController*> live_controller_{nullptr};
@@ -119,7 +126,7 @@ class Daemon {
   std::atomic<AppRegistry*> live_apps_{nullptr};
   std::atomic<EventLog*> live_events_{nullptr};
   std::atomic<containers::ContainerManager*> live_containers_{nullptr};
-  absl::Mutex containers_error_mu_;
+  mutable absl::Mutex containers_error_mu_;
   std::string containers_error_ ABSL_GUARDED_BY(containers_error_mu_);
   // Service load balancing (issue 6), fed by the service controller.
   std::unique_ptr<LbController> lb_;

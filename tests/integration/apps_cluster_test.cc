@@ -12,7 +12,8 @@
 //   - every loomd restarted in turn under load (wrk through another node's ingress,
 //     and requests to the VIP from pods): no container restarted, no request failed;
 //   - a node's loomd and containers killed: after its lease expires its replicas come
-//     back on the other nodes, and DNS, the VIP and the ingress stop sending there.
+//     back on the other nodes, and DNS, the VIP and the ingress stop sending there;
+//   - `loomctl status` on any node shows every live node's component health.
 // Each test builds its own cluster (about 20 s).
 #include <signal.h>
 #include <unistd.h>
@@ -206,6 +207,19 @@ TEST_F(AppsClusterTest, SpreadResolvedReachedRestartedAndRolledOutWithoutAFailed
   EXPECT_EQ(per_node, (std::map<std::string, int>{{"node1", 2}, {"node2", 2}, {"node3", 2}}));
   const std::string vip = Vip();
   ASSERT_FALSE(vip.empty());
+  // Every node's health, as any node shows it: every component on and ok.
+  {
+    absl::StatusOr<Json> status = ParseJson(cluster_->Ctl(1, {"status", "-o", "json"}).out);
+    ASSERT_OK(status.status());
+    const Json nodes = status->value("nodes", Json::array());
+    ASSERT_EQ(nodes.size(), 3u) << status->dump();
+    for (const Json& n : nodes) {
+      const Json components = n.value("components", Json::object());
+      EXPECT_EQ(components.size(), 6u) << n.dump();
+      for (const auto& [name, c] : components.items()) EXPECT_EQ(c.value("state", ""), "ok") << n.dump();
+    }
+    EXPECT_THAT(cluster_->Ctl(1, {"status"}).out, HasSubstr("INGRESS"));
+  }
   const std::set<std::string> hostnames = Hostnames();
   ASSERT_EQ(hostnames.size(), static_cast<size_t>(kReplicas));
 
@@ -362,6 +376,9 @@ TEST_F(AppsClusterTest, LoomdRestartsKeepContainersAndALostNodesReplicasMove) {
     EXPECT_EQ(std::set<std::string>(through_ingress.begin(), through_ingress.end()).size(),
               static_cast<size_t>(kReplicas));
   }
+  absl::StatusOr<Json> status = ParseJson(cluster_->Ctl(0, {"status", "-o", "json"}).out);
+  ASSERT_OK(status.status());
+  EXPECT_EQ(status->value("nodes", Json::array()).size(), 2u) << "node3's health went with its lease";
   CommandResult pods = cluster_->Ctl(0, {"get", "pods", "-o", "json"});
   EXPECT_THAT(pods.out, HasSubstr("\"nodeLost\": true"));
 }
