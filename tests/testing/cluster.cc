@@ -390,15 +390,24 @@ void Cluster::RemoveContainers() {
   auto replicas_left = [&] {
     for (int i = 0; i < size(); ++i) {
       if (!nodes_[i].loomd) continue;
-      absl::StatusOr<Json> list = ParseJson(Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10)).out);
-      if (!list.ok() || !list->contains("items")) continue;
+      CommandResult ps = Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10));
+      absl::StatusOr<Json> list = ParseJson(ps.out);
+      if (!list.ok() || !list->contains("items")) {
+        LOG_WARNING("teardown: cannot list a node's containers", {"node", nodes_[i].name}, {"error", ps.err});
+        continue;
+      }
       for (const Json& c : (*list)["items"]) {
         if (c.value("labels", Json::object()).contains("loom.io/app")) return true;
       }
     }
     return false;
   };
-  for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end && replicas_left();) {
+  absl::Time end = absl::Now() + absl::Seconds(20);
+  while (replicas_left()) {
+    if (absl::Now() >= end) {
+      LOG_WARNING("teardown: replicas still there 20 s after their App was deleted");
+      break;
+    }
     absl::SleepFor(absl::Milliseconds(200));
   }
   for (int i = 0; i < size(); ++i) {
