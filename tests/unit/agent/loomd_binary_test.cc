@@ -186,7 +186,8 @@ TEST_F(LoomdBinaryTest, StartsServesStatusAndStopsCleanly) {
   EXPECT_EQ(m.status, 200);
   EXPECT_THAT(m.content_type, HasSubstr("text/plain; version=0.0.4"));
   EXPECT_THAT(m.body, HasSubstr("loom_build_info{version=\""));
-  EXPECT_THAT(m.body, HasSubstr("loom_store_requests_total{op=\"put\",result=\"ok\"} 1\n"));
+  // The node key, then this node's health (node_health.h), once it was checked.
+  EXPECT_THAT(m.body, ::testing::ContainsRegex("loom_store_requests_total\\{op=\"put\",result=\"ok\"\\} [12]\n"));
   EXPECT_THAT(m.body, HasSubstr("# TYPE loom_node_lease_renewals_total counter\n"));
   EXPECT_THAT(m.body, HasSubstr("process_start_time_seconds "));
 
