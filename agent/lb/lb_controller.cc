@@ -73,6 +73,9 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
     c->apply_seconds_ = &m.AddGauge("loom_lb_last_apply_seconds",
                                     "How long the last snapshot took to apply.").Get();
     c->services_gauge_ = &m.AddGauge("loom_lb_services", "Services programmed.").Get();
+    c->flows_expired_ = &m.AddCounter("loom_lb_flows_expired_total",
+                                      "tc connection entries deleted once their lifetime "
+                                      "ran out.").Get();
   }
   RETURN_IF_ERROR(c->AttachExistingPods());
   if (options.node_ip && options.snat_ip && !options.underlay_iface.empty()) {
@@ -157,41 +160,60 @@ void LbController::OnState(std::shared_ptr<const ServiceState> state) {
 }
 
 void LbController::Loop() {
+  auto next_sweep = std::chrono::steady_clock::now() + kFlowSweepInterval;
   while (true) {
     std::shared_ptr<const ServiceState> state;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || pending_ != nullptr; });
+      cv_.wait_until(lock, next_sweep, [&] { return stop_ || pending_ != nullptr; });
       if (stop_) return;
       state = std::move(pending_);
       pending_ = nullptr;
     }
-    auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<LbReconcileStats> stats = reconciler_.Reconcile(*state, *writer_);
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!stats.ok()) {
-      LOG_ERROR("lb: applying the service state failed", {"generation", state->generation},
-                {"error", stats.status().message()});
-      if (errors_ != nullptr) errors_->Increment();
-    } else {
-      if (stats->services_changed + stats->services_removed > 0) {
-        LOG_DEBUG("lb: applied", {"generation", state->generation},
-                  {"changed", stats->services_changed}, {"removed", stats->services_removed},
-                  {"ops", stats->ops}, {"seconds", seconds});
-      }
-      if (errors_ != nullptr && stats->errors > 0) errors_->Increment(stats->errors);
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      SweepFlows();
+      next_sweep = std::chrono::steady_clock::now() + kFlowSweepInterval;
     }
-    if (applies_ != nullptr) {
-      applies_->Increment();
-      apply_seconds_->Set(seconds);
-      services_gauge_->Set(static_cast<double>(reconciler_.services()));
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    applied_generation_ = state->generation;
-    services_ = reconciler_.services();
-    backends_ = reconciler_.backends();
+    if (state != nullptr) ApplyState(*state);
   }
+}
+
+void LbController::SweepFlows() {
+  absl::StatusOr<size_t> expired = lb_->ExpireFlows();
+  if (!expired.ok()) {
+    LOG_WARNING("lb: expiring connection entries failed", {"error", expired.status().message()});
+    if (errors_ != nullptr) errors_->Increment();
+    return;
+  }
+  if (flows_expired_ != nullptr) flows_expired_->Increment(static_cast<double>(*expired));
+}
+
+void LbController::ApplyState(const ServiceState& state) {
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<LbReconcileStats> stats = reconciler_.Reconcile(state, *writer_);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!stats.ok()) {
+    LOG_ERROR("lb: applying the service state failed", {"generation", state.generation},
+              {"error", stats.status().message()});
+    if (errors_ != nullptr) errors_->Increment();
+  } else {
+    if (stats->services_changed + stats->services_removed > 0) {
+      LOG_DEBUG("lb: applied", {"generation", state.generation},
+                {"changed", stats->services_changed}, {"removed", stats->services_removed},
+                {"ops", stats->ops}, {"seconds", seconds});
+    }
+    if (errors_ != nullptr && stats->errors > 0) errors_->Increment(stats->errors);
+  }
+  if (applies_ != nullptr) {
+    applies_->Increment();
+    apply_seconds_->Set(seconds);
+    services_gauge_->Set(static_cast<double>(reconciler_.services()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_generation_ = state.generation;
+  services_ = reconciler_.services();
+  backends_ = reconciler_.backends();
 }
 
 void LbController::Stop() {

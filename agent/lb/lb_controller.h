@@ -9,6 +9,7 @@
 //   lb->Stop();   // the maps, programs and attachments stay for the next start
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,9 @@ struct LbControllerOptions {
 
 class LbController {
  public:
+  // How often expired tc connection entries are deleted (BpfLoadBalancer::ExpireFlows).
+  static constexpr std::chrono::seconds kFlowSweepInterval{15};
+
   static absl::StatusOr<std::unique_ptr<LbController>> Start(const LbControllerOptions& options);
   ~LbController();  // Stop()
 
@@ -61,6 +65,8 @@ class LbController {
   LbController(std::unique_ptr<lb::BpfLoadBalancer> lb, Cgroup2Dir cgroup,
                std::optional<net::Ipv4Address> node_ip);
   void Loop();
+  void ApplyState(const ServiceState& state);
+  void SweepFlows();
   absl::Status AttachExistingPods();
 
   class Writer;
@@ -72,6 +78,7 @@ class LbController {
   metrics::Counter* errors_ = nullptr;
   metrics::Gauge* apply_seconds_ = nullptr;
   metrics::Gauge* services_gauge_ = nullptr;
+  metrics::Counter* flows_expired_ = nullptr;
 
   std::mutex tc_mu_;  // AttachTc / DetachTc (the CNI API's threads)
 
