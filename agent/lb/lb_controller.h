@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -23,6 +24,7 @@
 #include "common/json.h"
 #include "common/metrics/metrics.h"
 #include "lb/bpf_lb.h"
+#include "lb/udp_socket_terminator.h"
 
 namespace loom::agent {
 
@@ -66,12 +68,14 @@ class LbController {
                std::optional<net::Ipv4Address> node_ip);
   void Loop();
   void ApplyState(const ServiceState& state);
+  void EndUdpSockets(std::span<const lb::UdpSocketTerminator::Target> targets);
   void SweepFlows();
   absl::Status AttachExistingPods();
 
   class Writer;
   std::unique_ptr<lb::BpfLoadBalancer> lb_;
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<lb::UdpSocketTerminator> terminator_;  // null: the kernel cannot
   Cgroup2Dir cgroup_;
   LbReconciler reconciler_;  // the worker's only
   metrics::Counter* applies_ = nullptr;
@@ -79,6 +83,7 @@ class LbController {
   metrics::Gauge* apply_seconds_ = nullptr;
   metrics::Gauge* services_gauge_ = nullptr;
   metrics::Counter* flows_expired_ = nullptr;
+  metrics::Counter* udp_sockets_ended_ = nullptr;
 
   std::mutex tc_mu_;  // AttachTc / DetachTc (the CNI API's threads)
 

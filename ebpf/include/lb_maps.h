@@ -94,6 +94,16 @@ struct lb_sock_revnat {
   __u32 pad1;
 };
 
+/* destroy_targets (sock_destroy.bpf.c): a backend that left a frontend, whose connected
+ * UDP sockets are ended. */
+#define LB_DESTROY_TARGETS 4096
+struct lb_destroy_target {
+  __u32 rev_nat_id;
+  __be32 ip;
+  __be16 port;
+  __u16 pad;
+};
+
 /* ct (LRU, tc path): forward entries keyed by the client's tuple (client -> VIP) and
  * reply entries keyed by the backend's (backend -> client). */
 struct lb_ct_key {

@@ -127,6 +127,68 @@ print(json.dumps({"counts": counts, "errors": errors, "peer_mismatch": mismatch,
                   "first_errors": first, "slow": slow}))
 )";
 
+// udp_switch.py VIP PORT TRIGGER [CGROUP]: a UDP socket connect()ed to VIP:PORT talks to
+// a backend ("first"), and an unconnected socket sending to the VIP too (sockets are
+// made until one reaches the same backend). Once TRIGGER exists (the test removed that
+// backend), both keep exchanging every 50 ms, the connected one connecting again after
+// any error, until both reach another backend (10 s at most). Prints {"first": ip,
+// "connected": [events], "unconnected": [events]}, an event being "reply <ip>",
+// "timeout", "<op> <errno name>" or "reconnect".
+constexpr char kUdpSwitchScript[] = R"(import errno, json, os, socket, sys, time
+vip, port, trigger = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if len(sys.argv) > 4:
+    open(sys.argv[4] + "/cgroup.procs", "w").write("0")
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.settimeout(0.5)
+c.connect((vip, port))
+c.send(b"x")
+first = c.recv(100).decode()
+u = None
+for i in range(50):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(0.5)
+    u.sendto(b"x", (vip, port))
+    d, a = u.recvfrom(100)
+    if d.decode() == first and a == (vip, port):
+        break
+    u.close()
+    u = None
+print(first, flush=True)
+while not os.path.exists(trigger):
+    time.sleep(0.02)
+events = {"connected": [], "unconnected": []}
+def note(name, e):
+    if not events[name] or events[name][-1] != e:
+        events[name].append(e)
+def done(name):
+    return events[name] and events[name][-1].startswith("reply ") and events[name][-1] != "reply " + first
+end = time.time() + 10
+while time.time() < end and not (done("connected") and (u is None or done("unconnected"))):
+    if not done("connected"):
+        op = "send"
+        try:
+            c.send(b"x")
+            op = "recv"
+            note("connected", "reply " + c.recv(100).decode())
+        except socket.timeout:
+            note("connected", "timeout")
+        except OSError as e:
+            note("connected", op + " " + errno.errorcode.get(e.errno, str(e.errno)))
+            c.connect((vip, port))
+            note("connected", "reconnect")
+    if u is not None and not done("unconnected"):
+        try:
+            u.sendto(b"x", (vip, port))
+            d, a = u.recvfrom(100)
+            note("unconnected", "reply " + d.decode() + ("" if a == (vip, port) else " from " + a[0]))
+        except socket.timeout:
+            note("unconnected", "timeout")
+    time.sleep(0.05)
+if u is None:
+    events["unconnected"] = ["no unconnected socket reached " + first]
+print(json.dumps(dict(first=first, **events)), flush=True)
+)";
+
 struct Pod {
   std::string name;
   std::string id;     // container ID
@@ -230,6 +292,7 @@ class LbClusterTest : public ::testing::Test {
   static absl::Status BuildPods() {
     std::string backend = WriteFile("backend.py", kBackendScript);
     WriteFile("client.py", kClientScript);
+    WriteFile("udp_switch.py", kUdpSwitchScript);
     for (int node = 0; node < 3; ++node) {
       ASSIGN_OR_RETURN(Pod web, AddPod(node, StrCat("web", node + 1), "app=web"));
       RETURN_IF_ERROR(StartServer(web, {"python3", backend, web.ip}));
@@ -478,6 +541,77 @@ TEST_F(LbClusterTest, BackendRemovedUnderLoadFailsNoRequest) {
   EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
   ASSERT_OK(cluster_->StorePut(key, pod_json));  // back for the next tests
   absl::SleepFor(absl::Milliseconds(500));
+}
+
+// A UDP backend leaves while a client talks to it through a connected and an unconnected
+// socket. Socket path: the connected socket is ended by loomd (bpf_sock_destroy), which
+// the application sees as in docs/lb.md (ECONNABORTED, or EDESTADDRREQ on a send():
+// the kernel disconnected it); connecting again reaches a live backend. tc path: the same socket's
+// next datagram goes to a live backend, no error. Unconnected sockets: the next datagram
+// goes to a live backend on both paths.
+TEST_F(LbClusterTest, UdpFlowsToARemovedBackendReachALiveOne) {
+  for (bool in_cgroup : {true, false}) {
+    SCOPED_TRACE(in_cgroup ? "socket" : "tc");
+    std::string trigger = StrCat(cluster_->node(0).dir, "/udp-trigger");
+    unlink(trigger.c_str());
+    std::vector<std::string> argv = {"ip", "netns", "exec", clients_[0].netns, "python3",
+                                     StrCat(cluster_->node(0).dir, "/udp_switch.py"),
+                                     vips_["web"], "80", trigger};
+    if (in_cgroup) argv.push_back(StrCat(cluster_->node(0).cgroup2_dir, "/clients"));
+    std::string log = StrCat(cluster_->node(0).dir, "/udp-switch.log");
+    unlink(log.c_str());
+    SubprocessOptions so;
+    so.log_path = log;
+    ASSERT_OK_AND_ASSIGN(auto client, Subprocess::Start(argv, so));
+    std::string first;
+    for (int i = 0; i < 100 && first.empty(); ++i) {
+      absl::SleepFor(absl::Milliseconds(100));
+      std::string out = ReadAll(log);
+      if (out.find('\n') != std::string::npos) first = out.substr(0, out.find('\n'));
+    }
+    ASSERT_FALSE(first.empty()) << ReadAll(log);
+    const Pod* leaving = nullptr;
+    for (const Pod& w : web_) {
+      if (w.ip == first) leaving = &w;
+    }
+    ASSERT_NE(leaving, nullptr) << first;
+    std::string key = StrCat("/loom/pods/node", leaving->node + 1, "/", leaving->id);
+    ASSERT_OK_AND_ASSIGN(std::string pod_json, cluster_->StoreGet(key));
+    ASSERT_OK(cluster_->StoreDelete(key));
+    std::ofstream(trigger) << "go";
+    absl::StatusOr<int> code = client->Wait(absl::Seconds(30));
+    ASSERT_OK(cluster_->StorePut(key, pod_json));  // back for the next tests
+    ASSERT_OK(code.status());
+    std::string out = ReadAll(log);
+    ASSERT_EQ(*code, 0) << out;
+    Json r = Json::parse(out.substr(out.find('\n') + 1), nullptr, false);
+    ASSERT_TRUE(r.is_object()) << out;
+    std::cout << (in_cgroup ? "socket" : "tc") << " path: " << r.dump() << "\n";
+    std::vector<std::string> connected = r["connected"], unconnected = r["unconnected"];
+    // Answers from the backend until loomd applied the removal, then:
+    std::erase(connected, StrCat("reply ", first));
+    std::erase(unconnected, StrCat("reply ", first));
+    ASSERT_FALSE(connected.empty()) << out;
+    ASSERT_FALSE(unconnected.empty()) << out;
+    std::string live = connected.back().substr(6);
+    EXPECT_TRUE(live != first && connected.back().starts_with("reply 10.244.")) << out;
+    EXPECT_TRUE(unconnected.size() == 1 && unconnected[0].starts_with("reply 10.244.") &&
+                unconnected[0].find(" from ") == std::string::npos)
+        << out;
+    if (in_cgroup) {
+      // Ended while waiting in recv() (or between send() and recv()): that recv() fails.
+      // Ended before a send(): it fails (disconnected), and the error stays pending until
+      // the first call after connecting again.
+      connected.pop_back();
+      EXPECT_TRUE(connected == std::vector<std::string>({"recv ECONNABORTED", "reconnect"}) ||
+                  connected == std::vector<std::string>({"send EDESTADDRREQ", "reconnect",
+                                                         "send ECONNABORTED", "reconnect"}))
+          << out;
+    } else {
+      EXPECT_EQ(connected.size(), 1u) << out;
+    }
+    absl::SleepFor(absl::Milliseconds(500));  // the pod is back everywhere
+  }
 }
 
 // Backends 3 -> 10 -> 3 every 200 ms for 30 s while wrk (kept-alive connections) runs

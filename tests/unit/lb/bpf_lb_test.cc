@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "common/strings.h"
 #include "lb_maps.h"
+#include "sock_destroy.skel.h"
 #include "sock_lb.skel.h"
 #include "tc_lb.skel.h"
 #include "tests/testing/status_matchers.h"
@@ -573,6 +574,18 @@ TEST(BpfLbLayout, MapStructsMatchObjectsBtf) {
                {LOOM_MEMBER(lb_nodeport_nat, client_ip), LOOM_MEMBER(lb_nodeport_nat, client_port),
                 LOOM_MEMBER(lb_nodeport_nat, rev_nat_id)});
   tc_lb__destroy(tc);
+
+  sock_destroy* sd = sock_destroy__open();
+  ASSERT_NE(sd, nullptr);
+  const btf* db = bpf_object__btf(sd->obj);
+  ASSERT_NE(db, nullptr);
+  ExpectLayout(db, "lb_destroy_target", sizeof(lb_destroy_target),
+               {LOOM_MEMBER(lb_destroy_target, rev_nat_id), LOOM_MEMBER(lb_destroy_target, ip),
+                LOOM_MEMBER(lb_destroy_target, port)});
+  ExpectLayout(db, "lb_sock_revnat", sizeof(lb_sock_revnat),
+               {LOOM_MEMBER(lb_sock_revnat, vip), LOOM_MEMBER(lb_sock_revnat, port),
+                LOOM_MEMBER(lb_sock_revnat, rev_nat_id)});
+  sock_destroy__destroy(sd);
 }
 
 // ---- plans at scale ----
