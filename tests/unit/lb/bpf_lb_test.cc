@@ -491,6 +491,43 @@ TEST_F(TcTcpStateTest, ExpiredEntriesAreIgnoredAndCollected) {
   EXPECT_EQ(expired, 0u);
 }
 
+// loomd sweeps every 15 s: a map of 200,000 entries, half of them expired, in one pass.
+TEST_F(BpfLbTest, ExpireFlowsSweepsALargeTable) {
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  constexpr uint32_t kEntries = 200000;
+  std::vector<lb_ct_key> keys(kEntries);
+  std::vector<lb_ct_entry> values(kEntries);
+  uint64_t now = NowNs();
+  for (uint32_t i = 0; i < kEntries; ++i) {
+    keys[i].saddr = htonl(0x0af40000u + i / 60000);
+    keys[i].daddr = htonl(0x0a600001u);
+    keys[i].sport = htons(static_cast<uint16_t>(1024 + i % 60000));
+    keys[i].dport = htons(80);
+    keys[i].proto = IPPROTO_TCP;
+    keys[i].dir = LB_CT_FORWARD;
+    values[i].seen_reply = 1;
+    if (i % 2 == 0) {  // closed 11 s ago
+      values[i].fin_forward = values[i].fin_reply = 1;
+      values[i].last_seen_ns = now - 11ull * 1000000000u;
+    } else {
+      values[i].last_seen_ns = now;
+    }
+  }
+  __u32 count = kEntries;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  ASSERT_EQ(bpf_map_update_batch(lb->map_fds().ct, keys.data(), values.data(), &count, &opts), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(size_t expired, lb->ExpireFlows());
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(expired, kEntries / 2);
+  lb_ct_entry e{};
+  EXPECT_NE(bpf_map_lookup_elem(lb->map_fds().ct, &keys[0], &e), 0);
+  EXPECT_EQ(bpf_map_lookup_elem(lb->map_fds().ct, &keys[1], &e), 0);
+  std::cout << "ExpireFlows: " << kEntries << " entries, " << expired << " expired, " << ms
+            << " ms\n";
+  ASSERT_OK(lb->Uninstall());
+}
+
 // ---- layout: lb_maps.h as compiled into the objects ----
 
 struct Member {
