@@ -279,6 +279,16 @@ absl::StatusOr<UpdatePlan> PlanServiceUpdate(const ProgrammedService& current,
     }
   }
 
+  for (const Frontend& f : current.frontends) {
+    const Frontend* next = FindFrontend(plan.programmed, f.frontend);
+    for (const BackendAddress& b : f.slots) {
+      if (next == nullptr || std::find(next->slots.begin(), next->slots.end(), b) == next->slots.end()) {
+        plan.departed.emplace_back(f.frontend, b);
+      }
+    }
+  }
+  std::sort(plan.departed.begin(), plan.departed.end());
+
   // 5. Backends that no slot names any more.
   for (const Frontend& f : current.frontends) {
     for (const auto* list : {&f.slots, &f.retained}) {

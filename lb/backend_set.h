@@ -159,6 +159,9 @@ struct ProgrammedMaps {
 struct UpdatePlan {
   std::vector<MapOp> ops;
   ProgrammedService programmed;  // the state once `ops` ran: the next plan's `current`
+  // Backends that lost their slot in a frontend (removed, draining, or the frontend
+  // deleted): flows placed on them before keep them, new ones go elsewhere. Sorted.
+  std::vector<std::pair<ServiceFrontend, BackendAddress>> departed;
 };
 
 // The ordered operations that take one service's maps from `current` to `desired`

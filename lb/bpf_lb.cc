@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <net/if.h>
@@ -59,9 +60,12 @@ static_assert(sizeof(lb_ct_key) == 16);
 static_assert(offsetof(lb_ct_key, saddr) == 0 && offsetof(lb_ct_key, daddr) == 4 &&
               offsetof(lb_ct_key, sport) == 8 && offsetof(lb_ct_key, dport) == 10 &&
               offsetof(lb_ct_key, proto) == 12 && offsetof(lb_ct_key, dir) == 13);
-static_assert(sizeof(lb_ct_entry) == 16);
+static_assert(sizeof(lb_ct_entry) == 32);
 static_assert(offsetof(lb_ct_entry, backend_id) == 0 &&
-              offsetof(lb_ct_entry, rev_nat_id) == 4 && offsetof(lb_ct_entry, last_seen_ns) == 8);
+              offsetof(lb_ct_entry, rev_nat_id) == 4 && offsetof(lb_ct_entry, last_seen_ns) == 8 &&
+              offsetof(lb_ct_entry, backend_ip) == 16 && offsetof(lb_ct_entry, backend_port) == 20 &&
+              offsetof(lb_ct_entry, seen_reply) == 22 && offsetof(lb_ct_entry, rst) == 23 &&
+              offsetof(lb_ct_entry, fin_forward) == 24 && offsetof(lb_ct_entry, fin_reply) == 25);
 static_assert(sizeof(lb_node_config) == 8);
 static_assert(offsetof(lb_node_config, node_ip) == 0 && offsetof(lb_node_config, snat_ip) == 4);
 static_assert(sizeof(lb_nodeport_nat_key) == 12);
@@ -170,6 +174,44 @@ absl::Status ParallelFor(size_t n, size_t max_threads, const std::function<absl:
 // bounds threads, not CPU.
 constexpr size_t kTableThreads = 64;
 
+// A map pinned by an owner built with another layout (a CT entry that grew) cannot be
+// reused: libbpf refuses to load. Such a pin is removed, with a warning, and the map
+// is created afresh; loomd writes services and backends again from its first
+// snapshot, and tracked flows are placed again (by Maglev: the same backend while the
+// backend set is unchanged).
+absl::Status DropIncompatiblePins(bpf_object* obj) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    const char* path = bpf_map__pin_path(map);
+    if (path == nullptr) continue;
+    int fd = bpf_obj_get(path);
+    if (fd < 0) continue;  // not pinned yet
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (err != 0) return BpfStatus(err, StrCat("inspect pinned map ", path));
+    if (info.type == bpf_map__type(map) && info.key_size == bpf_map__key_size(map) &&
+        info.value_size == bpf_map__value_size(map) &&
+        info.max_entries == bpf_map__max_entries(map) &&
+        info.map_flags == bpf_map__map_flags(map)) {
+      continue;
+    }
+    LOG_WARNING("lb: a pinned map has another layout than this loomd's; replacing it",
+                {"map", bpf_map__name(map)}, {"pinned_value_size", info.value_size},
+                {"value_size", bpf_map__value_size(map)});
+    if (unlink(path) != 0) return ErrnoToStatus(errno, StrCat("unlink ", path));
+  }
+  return absl::OkStatus();
+}
+
+// bpf_ktime_get_ns()'s clock.
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
 std::vector<bpf_program*> SockPrograms(sock_lb* s) {
   return {s->progs.lb_connect4, s->progs.lb_sendmsg4, s->progs.lb_recvmsg4,
           s->progs.lb_getpeername4};
@@ -209,9 +251,11 @@ absl::Status BpfLoadBalancer::Load() {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = dir_.c_str());
   sock_ = sock_lb__open_opts(&opts);
   if (sock_ == nullptr) return BpfStatus(-errno, "open sock_lb");
+  RETURN_IF_ERROR(DropIncompatiblePins(sock_->obj));
   RETURN_IF_ERROR(BpfStatus(sock_lb__load(sock_), "load sock_lb"));
   tc_ = tc_lb__open_opts(&opts);
   if (tc_ == nullptr) return BpfStatus(-errno, "open tc_lb");
+  RETURN_IF_ERROR(DropIncompatiblePins(tc_->obj));
   return BpfStatus(tc_lb__load(tc_), "load tc_lb");
 }
 
@@ -586,6 +630,40 @@ absl::Status BpfLoadBalancer::ApplyAll(std::span<const UpdatePlan> plans) {
     return Delete(fds.rev_nat, &gone[i], "rev_nat");
   }));
   return status;
+}
+
+absl::StatusOr<size_t> BpfLoadBalancer::ExpireFlows() {
+  const int fd = map_fds().ct;
+  constexpr __u32 kBatch = 4096;
+  std::vector<lb_ct_key> keys(kBatch);
+  std::vector<lb_ct_entry> values(kBatch);
+  std::vector<lb_ct_key> expired;
+  // The kernel's hash-map batch cursor is a bucket index; a key-sized buffer holds it.
+  lb_ct_key in{}, out{};
+  bool first = true;
+  uint64_t now = MonotonicNs();
+  while (true) {
+    __u32 count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(),
+                                   &count, &opts);
+    if (err != 0 && err != -ENOENT) return BpfStatus(err, "read lb_ct");
+    for (__u32 i = 0; i < count; ++i) {
+      if (!lb_ct_alive(keys[i].proto, &values[i], now)) expired.push_back(keys[i]);
+    }
+    if (err == -ENOENT) break;  // the last batch
+    in = out;
+    first = false;
+  }
+  size_t deleted = 0;
+  for (const lb_ct_key& key : expired) {
+    // Looked at again just before: a packet may have revived the tuple meanwhile.
+    lb_ct_entry value{};
+    if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;
+    if (lb_ct_alive(key.proto, &value, MonotonicNs())) continue;
+    if (bpf_map_delete_elem(fd, &key) == 0) ++deleted;
+  }
+  return deleted;
 }
 
 ProgrammedMaps BpfLoadBalancer::ReadProgrammed() const {

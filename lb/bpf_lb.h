@@ -94,6 +94,12 @@ class BpfLoadBalancer {
   // frontend's table goes after the whole batch, once nothing resolves to it.
   absl::Status ApplyAll(std::span<const UpdatePlan> plans);
 
+  // Deletes the connection entries (lb_ct) whose lifetime ran out (lb_maps.h: 10 s
+  // after a TCP flow closed, 60 s after a UDP flow's last packet, ...), so that the
+  // LRU map never evicts a live flow's entry to make room while closed ones sit in
+  // it. The data path already ignores expired entries. Returns how many went.
+  absl::StatusOr<size_t> ExpireFlows();
+
   // What the maps hold now (read back at Open, kept by Apply): every frontend with
   // its slots' backends, and every backend with its id. A restarted owner rebuilds
   // its allocator and its services' ProgrammedService from this.

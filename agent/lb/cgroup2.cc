@@ -6,6 +6,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -115,6 +116,31 @@ absl::Status RemoveLoomCgroup2(const Cgroup2Dir& cgroup) {
     rmdir(cgroup.mounted.c_str());
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<net::NetnsFd>> NetnsOfCgroupTree(const std::string& dir) {
+  std::vector<std::string> dirs = {dir};
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec)) dirs.push_back(it->path().string());
+  }
+  if (ec) return ErrnoToStatus(ec.value(), StrCat("list cgroup ", dir));
+  std::vector<net::NetnsFd> out;
+  std::vector<ino_t> seen;
+  for (const std::string& d : dirs) {
+    std::ifstream procs(StrCat(d, "/cgroup.procs"));
+    pid_t pid;
+    while (procs >> pid) {
+      absl::StatusOr<net::NetnsFd> ns = net::NetnsFd::OpenPid(pid);
+      if (!ns.ok()) continue;  // gone meanwhile
+      absl::StatusOr<ino_t> inode = ns->Inode();
+      if (!inode.ok() || std::find(seen.begin(), seen.end(), *inode) != seen.end()) continue;
+      seen.push_back(*inode);
+      out.push_back(*std::move(ns));
+    }
+  }
+  return out;
 }
 
 }  // namespace loom::agent

@@ -9,8 +9,10 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/net/netns.h"
 
 namespace loom::agent {
 
@@ -32,5 +34,10 @@ absl::StatusOr<Cgroup2Dir> ResolveLoomCgroup2(const std::string& flag, const std
 // Removes Loom's cgroup directory when it holds no process and no child, and unmounts
 // <run_dir>/cgroup2 when loomd had mounted it. A busy cgroup is an error naming it.
 absl::Status RemoveLoomCgroup2(const Cgroup2Dir& cgroup);
+
+// The network namespaces of the processes in cgroup `dir` and below, one handle each
+// (where the socket programs' sockets live: every pod has its own). Processes that
+// exit while it reads are skipped.
+absl::StatusOr<std::vector<net::NetnsFd>> NetnsOfCgroupTree(const std::string& dir);
 
 }  // namespace loom::agent

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "common/log.h"
+#include "lb_maps.h"
 #include "common/status.h"
 #include "common/strings.h"
 
@@ -41,17 +42,54 @@ bool IsPodVeth(std::string_view name) {
 
 class LbController::Writer : public ServiceLbWriter {
  public:
-  explicit Writer(lb::BpfLoadBalancer* lb) : lb_(lb) {}
+  explicit Writer(LbController* owner) : owner_(owner), lb_(owner->lb_.get()) {}
   absl::Status SetFrontendOptions(const FrontendOptionsUpdate& o) override {
     return lb_->SetFrontendOptions(o.frontend, {o.client_ip_affinity, o.affinity_timeout_s});
   }
+  // UDP backends that lost their slot: the connected sockets pointed at them are ended
+  // once the maps no longer offer them (their frontends' ids read before the plans
+  // run: a deleted frontend loses its id).
   absl::Status ApplyAll(std::span<const lb::UpdatePlan> plans) override {
-    return lb_->ApplyAll(plans);
+    std::vector<lb::UdpSocketTerminator::Target> targets;
+    if (owner_->terminator_ != nullptr) {
+      for (const lb::UpdatePlan& plan : plans) {
+        for (const auto& [frontend, backend] : plan.departed) {
+          if (backend.protocol != model::Protocol::kUdp) continue;
+          if (uint32_t rev = lb_->RevNatId(frontend); rev != 0) targets.push_back({rev, backend});
+        }
+      }
+    }
+    RETURN_IF_ERROR(lb_->ApplyAll(plans));
+    if (!targets.empty()) owner_->EndUdpSockets(targets);
+    return absl::OkStatus();
   }
 
  private:
+  LbController* owner_;
   lb::BpfLoadBalancer* lb_;
 };
+
+void LbController::EndUdpSockets(std::span<const lb::UdpSocketTerminator::Target> targets) {
+  absl::StatusOr<std::vector<net::NetnsFd>> namespaces = NetnsOfCgroupTree(cgroup_.dir);
+  absl::Status status = namespaces.status();
+  uint64_t ended = 0;
+  for (size_t i = 0; status.ok() && i < targets.size(); i += LB_DESTROY_TARGETS) {
+    absl::StatusOr<uint64_t> n = terminator_->Terminate(
+        targets.subspan(i, std::min<size_t>(LB_DESTROY_TARGETS, targets.size() - i)),
+        *namespaces);
+    status = n.status();
+    if (n.ok()) ended += *n;
+  }
+  if (!status.ok()) {
+    LOG_WARNING("lb: ending UDP sockets of departed backends failed",
+                {"error", status.message()});
+    if (errors_ != nullptr) errors_->Increment();
+  }
+  if (ended > 0) {
+    LOG_INFO("lb: ended connected UDP sockets whose backend left", {"sockets", ended});
+  }
+  if (udp_sockets_ended_ != nullptr) udp_sockets_ended_->Increment(static_cast<double>(ended));
+}
 
 absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
     const LbControllerOptions& options) {
@@ -64,6 +102,14 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
   RETURN_IF_ERROR((*lb)->AttachCgroup(cgroup.dir));
   std::unique_ptr<LbController> c(
       new LbController(*std::move(lb), std::move(cgroup), options.node_ip));
+  absl::StatusOr<std::unique_ptr<lb::UdpSocketTerminator>> terminator =
+      lb::UdpSocketTerminator::Open(options.bpffs_dir);
+  if (terminator.ok()) {
+    c->terminator_ = *std::move(terminator);
+  } else {
+    LOG_WARNING("lb: connected UDP sockets keep a backend that left (no socket terminator)",
+                {"error", terminator.status().message()});
+  }
   if (options.metrics != nullptr) {
     metrics::Registry& m = *options.metrics;
     c->applies_ = &m.AddCounter("loom_lb_applies_total",
@@ -73,6 +119,12 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
     c->apply_seconds_ = &m.AddGauge("loom_lb_last_apply_seconds",
                                     "How long the last snapshot took to apply.").Get();
     c->services_gauge_ = &m.AddGauge("loom_lb_services", "Services programmed.").Get();
+    c->udp_sockets_ended_ = &m.AddCounter("loom_lb_udp_sockets_ended_total",
+                                          "Connected UDP sockets ended because their "
+                                          "backend left the service.").Get();
+    c->flows_expired_ = &m.AddCounter("loom_lb_flows_expired_total",
+                                      "tc connection entries deleted once their lifetime "
+                                      "ran out.").Get();
   }
   RETURN_IF_ERROR(c->AttachExistingPods());
   if (options.node_ip && options.snat_ip && !options.underlay_iface.empty()) {
@@ -91,7 +143,7 @@ absl::StatusOr<std::unique_ptr<LbController>> LbController::Start(
 LbController::LbController(std::unique_ptr<lb::BpfLoadBalancer> lb, Cgroup2Dir cgroup,
                            std::optional<net::Ipv4Address> node_ip)
     : lb_(std::move(lb)),
-      writer_(std::make_unique<Writer>(lb_.get())),
+      writer_(std::make_unique<Writer>(this)),
       cgroup_(std::move(cgroup)),
       reconciler_(lb_->ReadProgrammed(), node_ip) {}
 
@@ -157,41 +209,60 @@ void LbController::OnState(std::shared_ptr<const ServiceState> state) {
 }
 
 void LbController::Loop() {
+  auto next_sweep = std::chrono::steady_clock::now() + kFlowSweepInterval;
   while (true) {
     std::shared_ptr<const ServiceState> state;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || pending_ != nullptr; });
+      cv_.wait_until(lock, next_sweep, [&] { return stop_ || pending_ != nullptr; });
       if (stop_) return;
       state = std::move(pending_);
       pending_ = nullptr;
     }
-    auto start = std::chrono::steady_clock::now();
-    absl::StatusOr<LbReconcileStats> stats = reconciler_.Reconcile(*state, *writer_);
-    double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!stats.ok()) {
-      LOG_ERROR("lb: applying the service state failed", {"generation", state->generation},
-                {"error", stats.status().message()});
-      if (errors_ != nullptr) errors_->Increment();
-    } else {
-      if (stats->services_changed + stats->services_removed > 0) {
-        LOG_DEBUG("lb: applied", {"generation", state->generation},
-                  {"changed", stats->services_changed}, {"removed", stats->services_removed},
-                  {"ops", stats->ops}, {"seconds", seconds});
-      }
-      if (errors_ != nullptr && stats->errors > 0) errors_->Increment(stats->errors);
+    if (std::chrono::steady_clock::now() >= next_sweep) {
+      SweepFlows();
+      next_sweep = std::chrono::steady_clock::now() + kFlowSweepInterval;
     }
-    if (applies_ != nullptr) {
-      applies_->Increment();
-      apply_seconds_->Set(seconds);
-      services_gauge_->Set(static_cast<double>(reconciler_.services()));
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    applied_generation_ = state->generation;
-    services_ = reconciler_.services();
-    backends_ = reconciler_.backends();
+    if (state != nullptr) ApplyState(*state);
   }
+}
+
+void LbController::SweepFlows() {
+  absl::StatusOr<size_t> expired = lb_->ExpireFlows();
+  if (!expired.ok()) {
+    LOG_WARNING("lb: expiring connection entries failed", {"error", expired.status().message()});
+    if (errors_ != nullptr) errors_->Increment();
+    return;
+  }
+  if (flows_expired_ != nullptr) flows_expired_->Increment(static_cast<double>(*expired));
+}
+
+void LbController::ApplyState(const ServiceState& state) {
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<LbReconcileStats> stats = reconciler_.Reconcile(state, *writer_);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!stats.ok()) {
+    LOG_ERROR("lb: applying the service state failed", {"generation", state.generation},
+              {"error", stats.status().message()});
+    if (errors_ != nullptr) errors_->Increment();
+  } else {
+    if (stats->services_changed + stats->services_removed > 0) {
+      LOG_DEBUG("lb: applied", {"generation", state.generation},
+                {"changed", stats->services_changed}, {"removed", stats->services_removed},
+                {"ops", stats->ops}, {"seconds", seconds});
+    }
+    if (errors_ != nullptr && stats->errors > 0) errors_->Increment(stats->errors);
+  }
+  if (applies_ != nullptr) {
+    applies_->Increment();
+    apply_seconds_->Set(seconds);
+    services_gauge_->Set(static_cast<double>(reconciler_.services()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  applied_generation_ = state.generation;
+  services_ = reconciler_.services();
+  backends_ = reconciler_.backends();
 }
 
 void LbController::Stop() {
@@ -215,7 +286,8 @@ Json LbController::StatusJson() const {
               {"services", services_},
               {"backends", backends_},
               {"podVeths", tc_attached_},
-              {"appliedGeneration", applied_generation_}};
+              {"appliedGeneration", applied_generation_},
+              {"udpSocketTermination", terminator_ != nullptr}};
 }
 
 }  // namespace loom::agent

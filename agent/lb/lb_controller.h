@@ -9,10 +9,12 @@
 //   lb->Stop();   // the maps, programs and attachments stay for the next start
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -22,6 +24,7 @@
 #include "common/json.h"
 #include "common/metrics/metrics.h"
 #include "lb/bpf_lb.h"
+#include "lb/udp_socket_terminator.h"
 
 namespace loom::agent {
 
@@ -41,6 +44,9 @@ struct LbControllerOptions {
 
 class LbController {
  public:
+  // How often expired tc connection entries are deleted (BpfLoadBalancer::ExpireFlows).
+  static constexpr std::chrono::seconds kFlowSweepInterval{15};
+
   static absl::StatusOr<std::unique_ptr<LbController>> Start(const LbControllerOptions& options);
   ~LbController();  // Stop()
 
@@ -61,17 +67,23 @@ class LbController {
   LbController(std::unique_ptr<lb::BpfLoadBalancer> lb, Cgroup2Dir cgroup,
                std::optional<net::Ipv4Address> node_ip);
   void Loop();
+  void ApplyState(const ServiceState& state);
+  void EndUdpSockets(std::span<const lb::UdpSocketTerminator::Target> targets);
+  void SweepFlows();
   absl::Status AttachExistingPods();
 
   class Writer;
   std::unique_ptr<lb::BpfLoadBalancer> lb_;
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<lb::UdpSocketTerminator> terminator_;  // null: the kernel cannot
   Cgroup2Dir cgroup_;
   LbReconciler reconciler_;  // the worker's only
   metrics::Counter* applies_ = nullptr;
   metrics::Counter* errors_ = nullptr;
   metrics::Gauge* apply_seconds_ = nullptr;
   metrics::Gauge* services_gauge_ = nullptr;
+  metrics::Counter* flows_expired_ = nullptr;
+  metrics::Counter* udp_sockets_ended_ = nullptr;
 
   std::mutex tc_mu_;  // AttachTc / DetachTc (the CNI API's threads)
 

@@ -94,6 +94,16 @@ struct lb_sock_revnat {
   __u32 pad1;
 };
 
+/* destroy_targets (sock_destroy.bpf.c): a backend that left a frontend, whose connected
+ * UDP sockets are ended. */
+#define LB_DESTROY_TARGETS 4096
+struct lb_destroy_target {
+  __u32 rev_nat_id;
+  __be32 ip;
+  __be16 port;
+  __u16 pad;
+};
+
 /* ct (LRU, tc path): forward entries keyed by the client's tuple (client -> VIP) and
  * reply entries keyed by the backend's (backend -> client). */
 struct lb_ct_key {
@@ -107,10 +117,49 @@ struct lb_ct_key {
 };
 
 struct lb_ct_entry {
-  __u32 backend_id; /* forward entries */
+  __u32 backend_id; /* forward and NodePort entries: the backend the flow was given */
   __u32 rev_nat_id;
-  __u64 last_seen_ns;
+  __u64 last_seen_ns; /* bpf_ktime_get_ns() of the last packet in this entry's direction */
+  __be32 backend_ip;  /* forward and NodePort entries: where the flow goes; a TCP flow */
+  __be16 backend_port; /* keeps going there after its backend left the service */
+  /* What the tc programs saw of a TCP flow, in both of its entries. One byte each:
+   * two CPUs setting different ones cannot undo each other (BPF has no 8-bit OR). */
+  __u8 seen_reply;  /* the backend answered: established */
+  __u8 rst;         /* either side sent RST */
+  __u8 fin_forward; /* the client sent FIN */
+  __u8 fin_reply;   /* the backend sent FIN */
+  __u16 pad;
+  __u32 pad1;
 };
+
+/* How long an entry lives after its last packet (seconds), as Cilium's CT: a TCP flow
+ * until it is answered, while established, once closed (RST, or FIN both ways), and
+ * any other (UDP) flow. An expired entry counts as absent for the data path, and
+ * loomd's collector deletes it (BpfLoadBalancer::ExpireConnections). */
+#define LB_CT_LIFETIME_TCP_SYN_S 60
+#define LB_CT_LIFETIME_TCP_S 21600
+#define LB_CT_LIFETIME_TCP_CLOSED_S 10
+#define LB_CT_LIFETIME_OTHER_S 60
+
+/* A TCP entry that saw RST, or FIN both ways. */
+static inline int lb_ct_closed(const struct lb_ct_entry *e) {
+  return e->rst || (e->fin_forward && e->fin_reply);
+}
+
+/* The lifetime of an entry of protocol `proto`, in seconds: the tc programs and
+ * loomd's collector expire entries alike. */
+static inline __u32 lb_ct_lifetime_s(__u8 proto, const struct lb_ct_entry *e) {
+  if (proto != 6 /* IPPROTO_TCP */) return LB_CT_LIFETIME_OTHER_S;
+  if (lb_ct_closed(e)) return LB_CT_LIFETIME_TCP_CLOSED_S;
+  return e->seen_reply ? LB_CT_LIFETIME_TCP_S : LB_CT_LIFETIME_TCP_SYN_S;
+}
+
+/* Whether an entry last seen at `last_seen_ns` is still alive at `now_ns`
+ * (CLOCK_MONOTONIC). A stamp after `now_ns` (written by another CPU meanwhile) is. */
+static inline int lb_ct_alive(__u8 proto, const struct lb_ct_entry *e, __u64 now_ns) {
+  __u64 seen = e->last_seen_ns;
+  return seen >= now_ns || now_ns - seen <= (__u64)lb_ct_lifetime_s(proto, e) * 1000000000ULL;
+}
 
 /* config (array, one entry): what the NodePort path needs to know about the node. */
 struct lb_node_config {

@@ -3,14 +3,7 @@
  * UDP), so no packet ever carries the VIP. recvmsg4 and getpeername4 translate the
  * backend back to the VIP the application asked for. */
 #include "lb_common.h"
-
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, LB_SOCK_REVNAT_ENTRIES);
-  __type(key, struct lb_sock_revnat_key);
-  __type(value, struct lb_sock_revnat);
-  __uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_sock_revnat SEC(".maps");
+#include "lb_sock_revnat.h"
 
 /* Rewrites the destination of `ctx` when it is a frontend. Returns 0 to refuse (a
  * frontend without backends), 1 otherwise. */

@@ -39,12 +39,18 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_nodeport_nat SEC(".maps");
 
+#define LB_TCP_FIN 0x01
+#define LB_TCP_SYN 0x02
+#define LB_TCP_RST 0x04
+#define LB_TCP_ACK 0x10
+
 struct lb_pkt {
   __u32 l3_off;
   __u32 l4_off;
   __u32 csum_off; /* of the L4 checksum */
   __u8 proto;
   __u8 opens; /* a TCP SYN without ACK, or any UDP datagram: may start a flow */
+  __u8 tcp_flags; /* TCP: the header's flag byte (LB_TCP_*) */
   __be32 saddr, daddr;
   __be16 sport, dport;
 };
@@ -69,7 +75,8 @@ static __always_inline int lb_parse(struct __sk_buff *skb, struct lb_pkt *p) {
     p->sport = th->source;
     p->dport = th->dest;
     p->csum_off = p->l4_off + offsetof(struct tcphdr, check);
-    p->opens = th->syn && !th->ack;
+    p->tcp_flags = ((__u8 *)th)[13];
+    p->opens = (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
   } else if (p->proto == IPPROTO_UDP) {
     struct udphdr *uh = l4;
     if ((void *)(uh + 1) > end) return -1;
@@ -105,40 +112,92 @@ static __always_inline int lb_rewrite(struct __sk_buff *skb, const struct lb_pkt
   return 0;
 }
 
-/* The backend of the flow `key` (a forward or NodePort entry of lb_ct): a tracked flow
- * keeps its backend while the backend exists (draining ones too); a new flow, or one
- * whose backend left, is placed (and tracked). Forward flows also get the reply entry
- * their client's veth translates back. NULL: no backend (drop). */
-static __always_inline struct lb_backend *lb_tracked_backend(const struct lb_pkt *p,
-                                                             const struct lb_ct_key *key,
-                                                             const struct lb_service_key *skey,
-                                                             const struct lb_service *svc,
-                                                             __u64 now) {
-  __u32 id = 0;
-  struct lb_backend *b = 0;
+/* Notes in `e` what a TCP packet tells of its flow (`reply`: sent by the backend).
+ * Returns 1 when that changed the entry. */
+static __always_inline int lb_ct_note(struct lb_ct_entry *e, const struct lb_pkt *p, int reply) {
+  if (p->proto != IPPROTO_TCP) return 0;
+  int changed = 0;
+  if (reply && !e->seen_reply) {
+    e->seen_reply = 1;
+    changed = 1;
+  }
+  if ((p->tcp_flags & LB_TCP_RST) && !e->rst) {
+    e->rst = 1;
+    changed = 1;
+  }
+  if (p->tcp_flags & LB_TCP_FIN) {
+    __u8 *fin = reply ? &e->fin_reply : &e->fin_forward;
+    if (!*fin) {
+      *fin = 1;
+      changed = 1;
+    }
+  }
+  return changed;
+}
+
+/* The same note in the flow's other entry (`key`), when there is one. */
+static __always_inline void lb_ct_note_peer(const struct lb_ct_key *key, const struct lb_pkt *p,
+                                            int reply) {
+  struct lb_ct_entry *peer = bpf_map_lookup_elem(&lb_ct, key);
+  if (peer) lb_ct_note(peer, p, reply);
+}
+
+struct lb_dest {
+  __be32 ip;
+  __be16 port;
+};
+
+/* Where the flow `key` (a forward or NodePort entry of lb_ct) goes, in `d`. A tracked
+ * flow keeps its backend: a TCP flow for its whole life, even after the backend left
+ * the service (as a connected socket of the socket path does); a UDP flow while the
+ * backend exists (draining ones too). A new flow is placed and tracked, and so are a
+ * UDP flow whose backend left, a SYN that reuses the tuple of a closed flow or of one
+ * whose backend left, and a flow whose entry expired. Forward flows also get the reply
+ * entry their client's veth translates back. Returns -1 when there is no backend. */
+static __always_inline int lb_flow_dest(const struct lb_pkt *p, const struct lb_ct_key *key,
+                                        const struct lb_service_key *skey,
+                                        const struct lb_service *svc, __u64 now,
+                                        struct lb_dest *d) {
   struct lb_ct_entry *ct = bpf_map_lookup_elem(&lb_ct, key);
-  if (ct) {
-    id = ct->backend_id;
-    b = bpf_map_lookup_elem(&lb_backends, &id);
-    if (b) {
+  if (ct && lb_ct_alive(p->proto, ct, now)) {
+    __u32 id = ct->backend_id;
+    int present = bpf_map_lookup_elem(&lb_backends, &id) != 0;
+    int keep = present;
+    if (p->proto == IPPROTO_TCP) keep = p->opens ? present && !lb_ct_closed(ct) : 1;
+    if (keep) {
       ct->last_seen_ns = now;
-      return b;
+      d->ip = ct->backend_ip;
+      d->port = ct->backend_port;
+      if (lb_ct_note(ct, p, 0) && key->dir == LB_CT_FORWARD) {
+        struct lb_ct_key reply = {.saddr = d->ip, .daddr = p->saddr, .sport = d->port,
+                                  .dport = p->sport, .proto = p->proto, .dir = LB_CT_REPLY};
+        lb_ct_note_peer(&reply, p, 0);
+      }
+      return 0;
     }
   }
   __u64 tuple = ((__u64)p->saddr << 32) ^ ((__u64)p->sport << 16) ^ p->dport ^
                 ((__u64)p->proto << 48);
-  id = lb_pick_backend(skey, svc, lb_mix64(tuple), p->saddr);
-  if (id == 0) return 0;
-  b = bpf_map_lookup_elem(&lb_backends, &id);
-  if (!b) return 0;
-  struct lb_ct_entry entry = {.backend_id = id, .rev_nat_id = svc->rev_nat_id, .last_seen_ns = now};
+  __u32 id = lb_pick_backend(skey, svc, lb_mix64(tuple), p->saddr);
+  if (id == 0) return -1;
+  struct lb_backend *b = bpf_map_lookup_elem(&lb_backends, &id);
+  if (!b) return -1;
+  d->ip = b->ip;
+  d->port = b->port;
+  /* A TCP packet other than a SYN belongs to a flow already under way (its entry
+   * expired or was evicted): established. */
+  struct lb_ct_entry entry = {.backend_id = id, .rev_nat_id = svc->rev_nat_id,
+                              .last_seen_ns = now, .backend_ip = b->ip,
+                              .backend_port = b->port,
+                              .seen_reply = p->proto == IPPROTO_TCP && !p->opens};
+  lb_ct_note(&entry, p, 0);
   bpf_map_update_elem(&lb_ct, key, &entry, BPF_ANY);
   if (key->dir == LB_CT_FORWARD) {
     struct lb_ct_key reply = {.saddr = b->ip, .daddr = p->saddr, .sport = b->port,
                               .dport = p->sport, .proto = p->proto, .dir = LB_CT_REPLY};
     bpf_map_update_elem(&lb_ct, &reply, &entry, BPF_ANY);
   }
-  return b;
+  return 0;
 }
 
 /* Sends the (rewritten) packet out of wherever the FIB routes its destination,
@@ -176,6 +235,11 @@ static __always_inline int lb_nodeport_reply(struct __sk_buff *skb, struct lb_pk
   __be32 client_ip = nat->client_ip;
   __be16 client_port = nat->client_port;
   __be32 node_ip = rev->vip;
+  if (p->proto == IPPROTO_TCP) {
+    struct lb_ct_key flow = {.saddr = client_ip, .daddr = node_ip, .sport = client_port,
+                             .dport = rev->port, .proto = p->proto, .dir = LB_CT_NODEPORT};
+    lb_ct_note_peer(&flow, p, 1);
+  }
   if (lb_rewrite(skb, p, 1, node_ip, rev->port)) return TC_ACT_SHOT;
   p->saddr = node_ip;
   if (lb_rewrite(skb, p, 0, client_ip, client_port)) return TC_ACT_SHOT;
@@ -190,12 +254,20 @@ int lb_tc_to_pod(struct __sk_buff *skb) {
   struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
                           .dport = p.dport, .proto = p.proto, .dir = LB_CT_REPLY};
   struct lb_ct_entry *ct = bpf_map_lookup_elem(&lb_ct, &key);
-  if (!ct) return TC_ACT_OK;
+  __u64 now = bpf_ktime_get_ns();
+  if (!ct || !lb_ct_alive(p.proto, ct, now)) return TC_ACT_OK;
   __u32 rev_id = ct->rev_nat_id;
   struct lb_rev_nat *rev = bpf_map_lookup_elem(&lb_rev_nat, &rev_id);
   if (!rev) return TC_ACT_OK;
-  ct->last_seen_ns = bpf_ktime_get_ns();
-  return lb_rewrite(skb, &p, 1, rev->vip, rev->port) ? TC_ACT_SHOT : TC_ACT_OK;
+  ct->last_seen_ns = now;
+  __be32 vip = rev->vip;
+  __be16 vport = rev->port;
+  if (lb_ct_note(ct, &p, 1)) {
+    struct lb_ct_key forward = {.saddr = p.daddr, .daddr = vip, .sport = p.dport,
+                                .dport = vport, .proto = p.proto, .dir = LB_CT_FORWARD};
+    lb_ct_note_peer(&forward, &p, 1);
+  }
+  return lb_rewrite(skb, &p, 1, vip, vport) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 /* From the pod: new flows to a frontend are placed on a backend and DNATed. Also on
@@ -214,8 +286,8 @@ int lb_tc_from_pod(struct __sk_buff *skb) {
   if (!svc) {
     /* A flow that goes straight to an address may reuse the tuple of an earlier flow
      * to a VIP that this backend served: its reply entry would turn the new flow's
-     * replies into the VIP's. CT entries do not expire by themselves (LRU), so the
-     * stale one goes when the new flow starts. */
+     * replies into the VIP's. An entry outlives its flow by up to its lifetime (10 s
+     * once closed, 60 s for UDP), so the stale one goes when the new flow starts. */
     if (p.opens) {
       struct lb_ct_key stale = {.saddr = p.daddr, .daddr = p.saddr, .sport = p.dport,
                                 .dport = p.sport, .proto = p.proto, .dir = LB_CT_REPLY};
@@ -224,9 +296,9 @@ int lb_tc_from_pod(struct __sk_buff *skb) {
     return TC_ACT_OK;
   }
 
-  struct lb_backend *b = lb_tracked_backend(&p, &key, &skey, svc, now);
-  if (!b) return TC_ACT_SHOT;
-  return lb_rewrite(skb, &p, 0, b->ip, b->port) ? TC_ACT_SHOT : TC_ACT_OK;
+  struct lb_dest d = {};
+  if (lb_flow_dest(&p, &key, &skey, svc, now, &d)) return TC_ACT_SHOT;
+  return lb_rewrite(skb, &p, 0, d.ip, d.port) ? TC_ACT_SHOT : TC_ACT_OK;
 }
 
 /* The underlay's ingress: a flow from outside to NodePort on this node's address is
@@ -247,15 +319,15 @@ int lb_tc_nodeport(struct __sk_buff *skb) {
   __u64 now = bpf_ktime_get_ns();
   struct lb_ct_key key = {.saddr = p.saddr, .daddr = p.daddr, .sport = p.sport,
                           .dport = p.dport, .proto = p.proto, .dir = LB_CT_NODEPORT};
-  struct lb_backend *b = lb_tracked_backend(&p, &key, &skey, svc, now);
-  if (!b) return TC_ACT_SHOT;
-  struct lb_nodeport_nat_key nk = {.backend_ip = b->ip, .backend_port = b->port,
+  struct lb_dest d = {};
+  if (lb_flow_dest(&p, &key, &skey, svc, now, &d)) return TC_ACT_SHOT;
+  struct lb_nodeport_nat_key nk = {.backend_ip = d.ip, .backend_port = d.port,
                                    .snat_port = p.sport, .proto = p.proto};
   struct lb_nodeport_nat nat = {.client_ip = p.saddr, .client_port = p.sport,
                                 .rev_nat_id = svc->rev_nat_id};
   bpf_map_update_elem(&lb_nodeport_nat, &nk, &nat, BPF_ANY);
-  __be32 backend_ip = b->ip;
-  __be16 backend_port = b->port;
+  __be32 backend_ip = d.ip;
+  __be16 backend_port = d.port;
   __be32 snat_ip = cfg->snat_ip;
   if (lb_rewrite(skb, &p, 0, backend_ip, backend_port)) return TC_ACT_SHOT;
   p.daddr = backend_ip;

@@ -237,6 +237,19 @@ TEST(PlanServiceUpdateTest, DrainingBackendKeepsItsEntryUntilGone) {
   EXPECT_EQ(ids.size(), 1u);
 }
 
+// What lost its slot, whatever the reason: the UDP sockets connected to those get ended.
+TEST(PlanServiceUpdateTest, DepartedListsBackendsThatLostTheirSlot) {
+  BackendIdAllocator ids;
+  ASSERT_OK_AND_ASSIGN(UpdatePlan first, PlanServiceUpdate({}, OnePort({2, 3, 4}), ids));
+  EXPECT_TRUE(first.departed.empty());
+  ServiceBackendSet next = OnePort({2, 5});
+  next.frontends[0].draining = {Addr(3)};
+  ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate(first.programmed, next, ids));
+  EXPECT_THAT(plan.departed, ElementsAre(std::pair(kHttp, Addr(3)), std::pair(kHttp, Addr(4))));
+  ASSERT_OK_AND_ASSIGN(UpdatePlan gone, PlanServiceUpdate(plan.programmed, {"default/web", {}}, ids));
+  EXPECT_THAT(gone.departed, ElementsAre(std::pair(kHttp, Addr(2)), std::pair(kHttp, Addr(5))));
+}
+
 TEST(PlanServiceUpdateTest, UnchangedSetIsNoOp) {
   BackendIdAllocator ids;
   ASSERT_OK_AND_ASSIGN(UpdatePlan first, PlanServiceUpdate({}, OnePort({2, 3}), ids));

@@ -16,10 +16,12 @@
 #include <linux/udp.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <cstddef>
 #include <cstring>
 #include <iostream>
@@ -28,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "common/strings.h"
 #include "lb_maps.h"
+#include "sock_destroy.skel.h"
 #include "sock_lb.skel.h"
 #include "tc_lb.skel.h"
 #include "tests/testing/status_matchers.h"
@@ -258,6 +261,273 @@ TEST_F(BpfLbTest, TcSpreadsFlowsAndReselectsWhenBackendLeaves) {
   ASSERT_OK(lb->Uninstall());
 }
 
+// ---- TCP state in the connection map ----
+
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
+
+Packet Tcp(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t flags) {
+  Packet p = MakePacket(IPPROTO_TCP, src, sport, dst, dport);
+  p.l4()[13] = flags;
+  p.FillChecksums();
+  return p;
+}
+
+lb_ct_key CtKey(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint8_t dir,
+                uint8_t proto = IPPROTO_TCP) {
+  lb_ct_key k{};
+  k.saddr = Ip(src).ToNetworkOrder();
+  k.daddr = Ip(dst).ToNetworkOrder();
+  k.sport = htons(sport);
+  k.dport = htons(dport);
+  k.proto = proto;
+  k.dir = dir;
+  return k;
+}
+
+std::optional<lb_ct_entry> CtEntry(const BpfLoadBalancer& lb, const lb_ct_key& key) {
+  lb_ct_entry e{};
+  if (bpf_map_lookup_elem(lb.map_fds().ct, &key, &e) != 0) return std::nullopt;
+  return e;
+}
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+class TcTcpStateTest : public BpfLbTest {
+ protected:
+  void SetUp() override {
+    BpfLbTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_OK_AND_ASSIGN(lb_, BpfLoadBalancer::Open(pin_dir_));
+    set_ = OneFrontend("default/web", Fe("10.96.0.10", 80),
+                       {Be("10.244.1.1", 8080), Be("10.244.1.2", 8080)});
+    ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate({}, set_, ids_));
+    ASSERT_OK(lb_->Apply(plan));
+    programmed_ = plan.programmed;
+  }
+  void TearDown() override {
+    if (lb_ != nullptr) {
+      EXPECT_OK(lb_->Uninstall());
+    }
+    BpfLbTest::TearDown();
+  }
+  // Client 10.244.2.7:`port` -> VIP: the verdict and the backend the packet went to.
+  std::pair<int, std::string> Forward(uint16_t port, uint8_t flags) {
+    auto [v, out] = RunTc(lb_->tc_from_pod_fd(), Tcp("10.244.2.7", port, "10.96.0.10", 80, flags));
+    return {v, StrCat(out.daddr().ToString(), ":", out.dport())};
+  }
+  // Backend `ip`:8080 -> the client: the source the client sees.
+  std::string Reply(const char* ip, uint16_t port, uint8_t flags) {
+    auto [v, out] = RunTc(lb_->tc_to_pod_fd(), Tcp(ip, 8080, "10.244.2.7", port, flags));
+    EXPECT_EQ(v, TC_ACT_OK);
+    return StrCat(out.saddr().ToString(), ":", out.sport());
+  }
+  lb_ct_key ForwardKey(uint16_t port) {
+    return CtKey("10.244.2.7", port, "10.96.0.10", 80, LB_CT_FORWARD);
+  }
+  lb_ct_key ReplyKey(const std::string& backend, uint16_t port) {
+    return CtKey(backend.substr(0, backend.find(':')).c_str(), 8080, "10.244.2.7", port,
+                 LB_CT_REPLY);
+  }
+  static std::string Other(const std::string& backend) {
+    return backend == "10.244.1.1:8080" ? "10.244.1.2:8080" : "10.244.1.1:8080";
+  }
+  // Points the tracked flow on `port` at `backend`, both entries (as if it had been
+  // placed there).
+  void Retarget(uint16_t port, const std::string& backend) {
+    lb_ct_entry e = *CtEntry(*lb_, ForwardKey(port));
+    e.backend_ip = Ip(backend.substr(0, backend.find(':')).c_str()).ToNetworkOrder();
+    e.backend_id = *ids_.Find(Be(backend.substr(0, backend.find(':')).c_str(), 8080));
+    lb_ct_key key = ForwardKey(port);
+    ASSERT_EQ(bpf_map_update_elem(lb_->map_fds().ct, &key, &e, BPF_ANY), 0);
+    key = ReplyKey(backend, port);
+    ASSERT_EQ(bpf_map_update_elem(lb_->map_fds().ct, &key, &e, BPF_ANY), 0);
+  }
+
+  std::unique_ptr<BpfLoadBalancer> lb_;
+  BackendIdAllocator ids_;
+  ServiceBackendSet set_;
+  ProgrammedService programmed_;
+};
+
+TEST_F(TcTcpStateTest, EntriesFollowTheHandshakeAndTheCloseBothWays) {
+  auto [v, backend] = Forward(40000, kSyn);
+  ASSERT_EQ(v, TC_ACT_OK);
+  auto fwd = CtEntry(*lb_, ForwardKey(40000));
+  ASSERT_TRUE(fwd.has_value());
+  EXPECT_EQ(StrCat(net::Ipv4Address::FromNetworkOrder(fwd->backend_ip).ToString(), ":",
+                   ntohs(fwd->backend_port)),
+            backend);
+  EXPECT_EQ(fwd->seen_reply, 0);
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*fwd), uint32_t{LB_CT_LIFETIME_TCP_SYN_S});
+
+  // The SYN-ACK establishes both entries.
+  EXPECT_EQ(Reply(backend.substr(0, backend.find(':')).c_str(), 40000, kSyn | kAck),
+            "10.96.0.10:80");
+  fwd = CtEntry(*lb_, ForwardKey(40000));
+  auto rev = CtEntry(*lb_, ReplyKey(backend, 40000));
+  ASSERT_TRUE(fwd && rev);
+  EXPECT_EQ(fwd->seen_reply, 1);
+  EXPECT_EQ(rev->seen_reply, 1);
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*fwd), uint32_t{LB_CT_LIFETIME_TCP_S});
+
+  // The client half-closes: still established (the backend may go on sending).
+  EXPECT_EQ(Forward(40000, kFin | kAck).second, backend);
+  fwd = CtEntry(*lb_, ForwardKey(40000));
+  rev = CtEntry(*lb_, ReplyKey(backend, 40000));
+  EXPECT_EQ(fwd->fin_forward, 1);
+  EXPECT_EQ(rev->fin_forward, 1);
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*fwd), uint32_t{LB_CT_LIFETIME_TCP_S});
+  // The backend's FIN closes the flow: both entries get the short lifetime.
+  Reply(backend.substr(0, backend.find(':')).c_str(), 40000, kFin | kAck);
+  fwd = CtEntry(*lb_, ForwardKey(40000));
+  rev = CtEntry(*lb_, ReplyKey(backend, 40000));
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*fwd), uint32_t{LB_CT_LIFETIME_TCP_CLOSED_S});
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*rev), uint32_t{LB_CT_LIFETIME_TCP_CLOSED_S});
+  // The last ACK still goes to the backend.
+  EXPECT_EQ(Forward(40000, kAck).second, backend);
+
+  // A RST from either side closes a flow too.
+  auto [v2, backend2] = Forward(40001, kSyn);
+  ASSERT_EQ(v2, TC_ACT_OK);
+  Reply(backend2.substr(0, backend2.find(':')).c_str(), 40001, kSyn | kAck);
+  Reply(backend2.substr(0, backend2.find(':')).c_str(), 40001, kRst);
+  fwd = CtEntry(*lb_, ForwardKey(40001));
+  EXPECT_EQ(fwd->rst, 1);
+  EXPECT_EQ(lb_ct_lifetime_s(IPPROTO_TCP, &*fwd), uint32_t{LB_CT_LIFETIME_TCP_CLOSED_S});
+}
+
+TEST_F(TcTcpStateTest, ASynReusingAClosedFlowsTupleIsPlacedAgain) {
+  auto [v, backend] = Forward(40000, kSyn);
+  ASSERT_EQ(v, TC_ACT_OK);
+  Reply(backend.substr(0, backend.find(':')).c_str(), 40000, kSyn | kAck);
+  // As if this flow had been placed on the other backend (Maglev picks `backend` for
+  // the tuple, so a new placement shows).
+  Retarget(40000, Other(backend));
+  // An open flow keeps its backend, a retransmitted or reused SYN too.
+  EXPECT_EQ(Forward(40000, kAck).second, Other(backend));
+  EXPECT_EQ(Forward(40000, kSyn).second, Other(backend));
+  // Closed (FIN both ways): the next SYN on the tuple is a new flow, placed anew.
+  Forward(40000, kFin | kAck);
+  Reply(Other(backend).substr(0, Other(backend).find(':')).c_str(), 40000, kFin | kAck);
+  EXPECT_EQ(Forward(40000, kSyn).second, backend);
+  auto fwd = CtEntry(*lb_, ForwardKey(40000));
+  ASSERT_TRUE(fwd.has_value());
+  EXPECT_EQ(fwd->fin_forward + fwd->fin_reply + fwd->seen_reply + fwd->rst, 0);
+}
+
+TEST_F(TcTcpStateTest, AnEstablishedFlowKeepsItsBackendAfterTheBackendLeaves) {
+  // Established flows on both backends, and a SYN to 10.244.1.1 not yet answered.
+  std::map<std::string, uint16_t> port_of;
+  uint16_t pending = 0;
+  for (uint16_t port = 41000; port < 41100 && (port_of.size() < 2 || pending == 0); ++port) {
+    auto [v, backend] = Forward(port, kSyn);
+    ASSERT_EQ(v, TC_ACT_OK);
+    if (port_of.contains(backend) && backend == "10.244.1.1:8080" && pending == 0) {
+      pending = port;
+      continue;
+    }
+    Reply(backend.substr(0, backend.find(':')).c_str(), port, kSyn | kAck);
+    port_of.emplace(backend, port);
+  }
+  ASSERT_EQ(port_of.size(), 2u);
+  ASSERT_NE(pending, 0);
+  // 10.244.1.1 goes terminating (no slot, entry kept), then leaves the service.
+  ServiceBackendSet draining = OneFrontend("default/web", Fe("10.96.0.10", 80), {Be("10.244.1.2", 8080)});
+  draining.frontends[0].draining = {Be("10.244.1.1", 8080)};
+  ASSERT_OK_AND_ASSIGN(UpdatePlan plan, PlanServiceUpdate(programmed_, draining, ids_));
+  ASSERT_OK(lb_->Apply(plan));
+  uint16_t leaving = port_of["10.244.1.1:8080"];
+  EXPECT_EQ(Forward(leaving, kAck).second, "10.244.1.1:8080");
+  ASSERT_OK_AND_ASSIGN(UpdatePlan gone,
+                       PlanServiceUpdate(plan.programmed,
+                                         OneFrontend("default/web", Fe("10.96.0.10", 80),
+                                                     {Be("10.244.1.2", 8080)}),
+                                         ids_));
+  ASSERT_OK(lb_->Apply(gone));
+  ASSERT_FALSE(ids_.Find(Be("10.244.1.1", 8080)).has_value());  // no backend entry now
+  // Its established flow still goes there, both ways, to its end.
+  EXPECT_EQ(Forward(leaving, kAck).second, "10.244.1.1:8080");
+  EXPECT_EQ(Reply("10.244.1.1", leaving, kAck), "10.96.0.10:80");
+  EXPECT_EQ(Forward(leaving, kFin | kAck).second, "10.244.1.1:8080");
+  EXPECT_EQ(Reply("10.244.1.1", leaving, kFin | kAck), "10.96.0.10:80");
+  // A new connection reusing its tuple goes to a backend of the service.
+  EXPECT_EQ(Forward(leaving, kSyn).second, "10.244.1.2:8080");
+  // So does the SYN retransmitted for a connection its backend left before answering.
+  EXPECT_EQ(Forward(pending, kSyn).second, "10.244.1.2:8080");
+  // The other backend's flow never moved.
+  EXPECT_EQ(Forward(port_of["10.244.1.2:8080"], kAck).second, "10.244.1.2:8080");
+}
+
+TEST_F(TcTcpStateTest, ExpiredEntriesAreIgnoredAndCollected) {
+  auto [v, backend] = Forward(40000, kSyn);
+  ASSERT_EQ(v, TC_ACT_OK);
+  Reply(backend.substr(0, backend.find(':')).c_str(), 40000, kSyn | kAck);
+  auto [v2, backend2] = Forward(40001, kSyn);
+  ASSERT_EQ(v2, TC_ACT_OK);
+  Reply(backend2.substr(0, backend2.find(':')).c_str(), 40001, kSyn | kAck);
+  Forward(40001, kFin | kAck);
+  Reply(backend2.substr(0, backend2.find(':')).c_str(), 40001, kFin | kAck);
+  // The closed flow's entries were last seen 11 s ago: past their lifetime.
+  for (lb_ct_key key : {ForwardKey(40001), ReplyKey(backend2, 40001)}) {
+    lb_ct_entry e = *CtEntry(*lb_, key);
+    e.last_seen_ns = NowNs() - 11ull * 1000000000u;
+    ASSERT_EQ(bpf_map_update_elem(lb_->map_fds().ct, &key, &e, BPF_ANY), 0);
+  }
+  // A late packet from its backend is no longer turned into the VIP's.
+  EXPECT_EQ(Reply(backend2.substr(0, backend2.find(':')).c_str(), 40001, kAck),
+            StrCat(backend2.substr(0, backend2.find(':')), ":8080"));
+  ASSERT_OK_AND_ASSIGN(size_t expired, lb_->ExpireFlows());
+  EXPECT_EQ(expired, 2u);
+  EXPECT_FALSE(CtEntry(*lb_, ForwardKey(40001)).has_value());
+  EXPECT_FALSE(CtEntry(*lb_, ReplyKey(backend2, 40001)).has_value());
+  // The open flow stays.
+  EXPECT_TRUE(CtEntry(*lb_, ForwardKey(40000)).has_value());
+  EXPECT_TRUE(CtEntry(*lb_, ReplyKey(backend, 40000)).has_value());
+  ASSERT_OK_AND_ASSIGN(expired, lb_->ExpireFlows());
+  EXPECT_EQ(expired, 0u);
+}
+
+// loomd sweeps every 15 s: a map of 200,000 entries, half of them expired, in one pass.
+TEST_F(BpfLbTest, ExpireFlowsSweepsALargeTable) {
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  constexpr uint32_t kEntries = 200000;
+  std::vector<lb_ct_key> keys(kEntries);
+  std::vector<lb_ct_entry> values(kEntries);
+  uint64_t now = NowNs();
+  for (uint32_t i = 0; i < kEntries; ++i) {
+    keys[i].saddr = htonl(0x0af40000u + i / 60000);
+    keys[i].daddr = htonl(0x0a600001u);
+    keys[i].sport = htons(static_cast<uint16_t>(1024 + i % 60000));
+    keys[i].dport = htons(80);
+    keys[i].proto = IPPROTO_TCP;
+    keys[i].dir = LB_CT_FORWARD;
+    values[i].seen_reply = 1;
+    if (i % 2 == 0) {  // closed 11 s ago
+      values[i].fin_forward = values[i].fin_reply = 1;
+      values[i].last_seen_ns = now - 11ull * 1000000000u;
+    } else {
+      values[i].last_seen_ns = now;
+    }
+  }
+  __u32 count = kEntries;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  ASSERT_EQ(bpf_map_update_batch(lb->map_fds().ct, keys.data(), values.data(), &count, &opts), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(size_t expired, lb->ExpireFlows());
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(expired, kEntries / 2);
+  lb_ct_entry e{};
+  EXPECT_NE(bpf_map_lookup_elem(lb->map_fds().ct, &keys[0], &e), 0);
+  EXPECT_EQ(bpf_map_lookup_elem(lb->map_fds().ct, &keys[1], &e), 0);
+  std::cout << "ExpireFlows: " << kEntries << " entries, " << expired << " expired, " << ms
+            << " ms\n";
+  ASSERT_OK(lb->Uninstall());
+}
+
 // ---- layout: lb_maps.h as compiled into the objects ----
 
 struct Member {
@@ -326,7 +596,10 @@ TEST(BpfLbLayout, MapStructsMatchObjectsBtf) {
                 LOOM_MEMBER(lb_ct_key, proto), LOOM_MEMBER(lb_ct_key, dir)});
   ExpectLayout(tb, "lb_ct_entry", sizeof(lb_ct_entry),
                {LOOM_MEMBER(lb_ct_entry, backend_id), LOOM_MEMBER(lb_ct_entry, rev_nat_id),
-                LOOM_MEMBER(lb_ct_entry, last_seen_ns)});
+                LOOM_MEMBER(lb_ct_entry, last_seen_ns), LOOM_MEMBER(lb_ct_entry, backend_ip),
+                LOOM_MEMBER(lb_ct_entry, backend_port), LOOM_MEMBER(lb_ct_entry, seen_reply),
+                LOOM_MEMBER(lb_ct_entry, rst), LOOM_MEMBER(lb_ct_entry, fin_forward),
+                LOOM_MEMBER(lb_ct_entry, fin_reply)});
   ExpectLayout(tb, "lb_node_config", sizeof(lb_node_config),
                {LOOM_MEMBER(lb_node_config, node_ip), LOOM_MEMBER(lb_node_config, snat_ip)});
   ExpectLayout(tb, "lb_nodeport_nat_key", sizeof(lb_nodeport_nat_key),
@@ -338,6 +611,18 @@ TEST(BpfLbLayout, MapStructsMatchObjectsBtf) {
                {LOOM_MEMBER(lb_nodeport_nat, client_ip), LOOM_MEMBER(lb_nodeport_nat, client_port),
                 LOOM_MEMBER(lb_nodeport_nat, rev_nat_id)});
   tc_lb__destroy(tc);
+
+  sock_destroy* sd = sock_destroy__open();
+  ASSERT_NE(sd, nullptr);
+  const btf* db = bpf_object__btf(sd->obj);
+  ASSERT_NE(db, nullptr);
+  ExpectLayout(db, "lb_destroy_target", sizeof(lb_destroy_target),
+               {LOOM_MEMBER(lb_destroy_target, rev_nat_id), LOOM_MEMBER(lb_destroy_target, ip),
+                LOOM_MEMBER(lb_destroy_target, port)});
+  ExpectLayout(db, "lb_sock_revnat", sizeof(lb_sock_revnat),
+               {LOOM_MEMBER(lb_sock_revnat, vip), LOOM_MEMBER(lb_sock_revnat, port),
+                LOOM_MEMBER(lb_sock_revnat, rev_nat_id)});
+  sock_destroy__destroy(sd);
 }
 
 // ---- plans at scale ----
@@ -462,6 +747,23 @@ __u32 CgroupProgCount(const std::string& cgroup, bpf_attach_type type) {
   EXPECT_EQ(bpf_prog_query(fd, type, 0, nullptr, nullptr, &count), 0);
   close(fd);
   return count;
+}
+
+// An older loomd pinned lb_ct with 16-byte entries: a new one replaces that map
+// instead of failing to load.
+TEST_F(BpfLbTest, APinnedMapOfAnotherLayoutIsReplaced) {
+  ASSERT_EQ(mkdir(pin_dir_.c_str(), 0700), 0);
+  int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "lb_ct", sizeof(lb_ct_key), 16, LB_CT_ENTRIES,
+                           nullptr);
+  ASSERT_GE(old, 0);
+  ASSERT_EQ(bpf_obj_pin(old, StrCat(pin_dir_, "/lb_ct").c_str()), 0);
+  close(old);
+  ASSERT_OK_AND_ASSIGN(auto lb, BpfLoadBalancer::Open(pin_dir_));
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  ASSERT_EQ(bpf_obj_get_info_by_fd(lb->map_fds().ct, &info, &len), 0);
+  EXPECT_EQ(info.value_size, sizeof(lb_ct_entry));
+  ASSERT_OK(lb->Uninstall());
 }
 
 TEST_F(BpfLbTest, RestartReusesPinsAndUninstallRemovesEverything) {
