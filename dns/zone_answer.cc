@@ -1,5 +1,7 @@
 #include "dns/zone_answer.h"
 
+#include <algorithm>
+
 namespace loom::dns {
 namespace {
 
@@ -49,6 +51,13 @@ int AddRecords(const ClusterZone& zone, const ZoneRecords& records, const Name& 
 }
 
 }  // namespace
+
+size_t ResponseCapacity(bool tcp, size_t out_capacity, const std::optional<Edns>& edns,
+                        uint16_t max_udp_size) {
+  if (tcp) return std::min<size_t>(out_capacity, 65535);
+  uint16_t client = edns ? std::max<uint16_t>(edns->udp_size, kMinUdpSize) : kMinUdpSize;
+  return std::max<size_t>(std::min<size_t>({out_capacity, client, max_udp_size}), kMinUdpSize);
+}
 
 void BeginResponse(const Query& query, MessageWriter* w) {
   Header h;
