@@ -288,6 +288,81 @@ TEST_F(DnsServerTest, PipelinedTcpQueriesAllAnswered) {
   EXPECT_EQ(ids.size(), 20u);
 }
 
+// The thread of this process named `name` (-1 if none).
+pid_t ThreadNamed(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n == name) return static_cast<pid_t>(std::stol(task.path().filename().string()));
+  }
+  return -1;
+}
+
+// Nanoseconds thread `tid` of this process has run.
+uint64_t ThreadCpuNs(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/schedstat");
+  uint64_t ns = 0;
+  in >> ns;
+  return ns;
+}
+
+// Busy polling is for bursts: a worker polls after a batch that found queries
+// queued, and a trickle of lone queries (or none) costs no polling.
+TEST(DnsServerBusyPoll, PollsOnlyUnderLoad) {
+  ZoneHolder zones;
+  auto zone = ClusterZone::Build(ZoneOptions{}, {Svc("web", model::ServiceType::kClusterIP,
+                                                     "10.96.0.10")}, {});
+  ASSERT_TRUE(zone.ok()) << zone.status();
+  zones.Set(*zone);
+  ServerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.udp_workers = 1;
+  o.busy_poll = absl::Milliseconds(1);
+  DnsServer server(o, &zones, nullptr);
+  ASSERT_OK(server.Start());
+  pid_t worker = ThreadNamed("dns-udp-0");
+  ASSERT_GT(worker, 0);
+
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(server.port());
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{0, 500000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  uint8_t query[512];
+  MessageWriter w(query, sizeof query);
+  w.AddQuestion(*Name::FromText("web.default.svc.cluster.local"), type::kA, kClassIn);
+  auto send = [&] {
+    return sendto(fd, query, w.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+           static_cast<ssize_t>(w.size());
+  };
+  // A burst: every query answered, the worker polling between batches.
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(send());
+  int answers = 0;
+  uint8_t buf[512];
+  while (answers < 200 && recv(fd, buf, sizeof buf, 0) > 0) ++answers;
+  EXPECT_GE(answers, 190);  // UDP on loopback: a socket buffer may drop a few
+
+  // Then a trickle, one query at a time: lone queries, no polling after them. A
+  // poll of 1 ms after each of the 50 would cost at least 50 ms.
+  absl::SleepFor(absl::Milliseconds(20));
+  uint64_t before = ThreadCpuNs(worker);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(send());
+    ASSERT_GT(recv(fd, buf, sizeof buf, 0), 0);
+    absl::SleepFor(absl::Milliseconds(4));
+  }
+  EXPECT_LT(ThreadCpuNs(worker) - before, 25'000'000u);
+  // Idle: asleep.
+  before = ThreadCpuNs(worker);
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_LT(ThreadCpuNs(worker) - before, 5'000'000u);
+  close(fd);
+}
+
 TEST(DnsServerStart, ClearErrorsForBadAddresses) {
   ZoneHolder zones;
   ServerOptions bad;
