@@ -500,8 +500,6 @@ void DnsServer::Stop() {
 
 void DnsServer::UdpLoop(Worker* w) {
   Counters& counters = *w->counters;
-  const int64_t busy_poll_ns = absl::ToInt64Nanoseconds(options_.busy_poll);
-  bool polling = false;
   for (int i = 0; i < kBatch; ++i) {
     w->in_iov[i] = {w->in[i], kMaxQuery};
     std::memset(&w->in_msgs[i], 0, sizeof(mmsghdr));
@@ -514,26 +512,8 @@ void DnsServer::UdpLoop(Worker* w) {
       w->in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
       w->in_msgs[i].msg_hdr.msg_flags = 0;
     }
-    // Under load, poll for the next batch for up to busy_poll before sleeping: the
-    // worker then rarely sleeps, so neither the clients' sends nor this CPU pay
-    // for waking it (on a VM a halted vCPU takes tens of microseconds to wake).
-    // Under load means: the last batch held more than one query (they queued
-    // while the worker was busy), or the last poll found one. A lone query now
-    // and then is answered with no polling after it, so an idle node burns no CPU.
-    int n = 0;
-    if (polling) {
-      const int64_t until = MonotonicNs() + busy_poll_ns;
-      do {
-        n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_DONTWAIT, nullptr);
-      } while (n <= 0 && MonotonicNs() < until);
-    }
-    const bool polled = n > 0;
-    if (n <= 0) n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
-    if (n <= 0) {
-      polling = false;
-      continue;  // timeout (to check stopping_) or EINTR
-    }
-    polling = busy_poll_ns > 0 && (polled || n > 1);
+    int n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
+    if (n <= 0) continue;  // timeout (to check stopping_) or EINTR
     // One clock reading and one snapshot check per batch, not per query.
     const int64_t start = MonotonicNs();
     Refresh(&w->zone);

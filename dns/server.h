@@ -28,9 +28,6 @@ struct ServerOptions {
   uint16_t max_udp_size = 1232;  // answers above this (or the client's EDNS size) set TC
   absl::Duration tcp_idle_timeout = absl::Seconds(10);
   int max_tcp_connections = 1024;
-  // Under load (queries queue up), how long a UDP worker polls for the next batch
-  // before it sleeps; zero: it always sleeps when there is nothing to read.
-  absl::Duration busy_poll = absl::Microseconds(50);
 };
 
 // The server's counters, summed over its threads at one moment (DnsServer::stats()).

@@ -245,11 +245,6 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
     return FlagError("dns-workers", std::to_string(f.dns_workers), "must be 1..64");
   }
   c.dns_workers = f.dns_workers;
-  if (!absl::ParseDuration(f.dns_busy_poll, &c.dns_busy_poll) ||
-      c.dns_busy_poll < absl::ZeroDuration() || c.dns_busy_poll > absl::Milliseconds(1)) {
-    return FlagError("dns-busy-poll", f.dns_busy_poll,
-                     "want a duration from 0 (never poll) to 1ms, such as 50us");
-  }
   if (f.dns_max_udp_size < 512 || f.dns_max_udp_size > 4096) {
     return FlagError("dns-max-udp-size", std::to_string(f.dns_max_udp_size), "must be 512..4096");
   }

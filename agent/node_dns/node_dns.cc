@@ -120,7 +120,6 @@ absl::Status NodeDns::Start() {
     dns::ServerOptions so;
     so.listen = StrCat(options_.ip, ":", options_.port);
     so.udp_workers = options_.workers;
-    so.busy_poll = options_.busy_poll;
     so.max_udp_size = options_.max_udp_size;
     server_ = std::make_unique<dns::DnsServer>(so, &zones_, forwarder_.get());
     RETURN_IF_ERROR(server_->Start());

@@ -32,7 +32,6 @@ struct NodeDnsOptions {
   std::string domain = "cluster.local";
   uint32_t ttl = 5;
   int workers = 1;
-  absl::Duration busy_poll = absl::Microseconds(50);  // see dns::ServerOptions
   uint16_t max_udp_size = 1232;
   std::vector<std::string> upstreams;  // "ip:port"; empty: names outside the zone are REFUSED
   bool manage_address = true;          // add the address to lo when it is not local

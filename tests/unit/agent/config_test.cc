@@ -28,7 +28,6 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.resolv_conf, "/etc/resolv.conf");
   EXPECT_EQ(c.dns_ttl_seconds, 5u);
   EXPECT_EQ(c.dns_workers, 1);
-  EXPECT_EQ(c.dns_busy_poll, absl::Microseconds(50));
   EXPECT_EQ(c.dns_max_udp_size, 1232);
   EXPECT_EQ(c.vxlan_vni, 1u);
   EXPECT_EQ(c.vxlan_port, 4789);
@@ -116,8 +115,6 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "-1s"; }, "whole seconds"},
         BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "two"; }, "whole seconds"},
         BadFlag{"dns-workers", [](RawFlags& f) { f.dns_workers = 0; }, "1..64"},
-        BadFlag{"dns-busy-poll", [](RawFlags& f) { f.dns_busy_poll = "2ms"; }, "to 1ms"},
-        BadFlag{"dns-busy-poll", [](RawFlags& f) { f.dns_busy_poll = "-1us"; }, "to 1ms"},
         BadFlag{"dns-max-udp-size", [](RawFlags& f) { f.dns_max_udp_size = 511; }, "512..4096"},
         BadFlag{"ingress-addr", [](RawFlags& f) { f.ingress_addr = "0.0.0.0:-1"; },
                 "port must be"},
