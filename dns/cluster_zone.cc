@@ -401,6 +401,14 @@ std::optional<ZoneRecords> ClusterZone::FindServiceName(std::string_view lower_w
   return forward_[ShardOf(service, ns)]->names.Find(lower_wire, NameIndex::Hash(lower_wire));
 }
 
+PendingLookup ClusterZone::PrefetchServiceName(std::string_view lower_wire,
+                                               std::string_view service,
+                                               std::string_view ns) const {
+  PendingLookup lookup{&forward_[ShardOf(service, ns)]->names, NameIndex::Hash(lower_wire)};
+  lookup.index->PrefetchSlot(lookup.hash);
+  return lookup;
+}
+
 std::optional<ZoneRecords> ClusterZone::FindForward(const Name& lower) const {
   // <...>.<service>.<namespace>.svc.<origin>: the last three labels before the origin.
   const uint8_t* w = lower.wire();

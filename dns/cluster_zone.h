@@ -68,6 +68,9 @@ class ClusterZone {
   std::optional<ZoneRecords> FindServiceName(std::string_view lower_wire,
                                              std::string_view service,
                                              std::string_view ns) const;
+  // The lookup FindServiceName will make, its first slot prefetched.
+  PendingLookup PrefetchServiceName(std::string_view lower_wire, std::string_view service,
+                                    std::string_view ns) const;
   // The SOA serial: bumped on every build.
   uint32_t serial() const { return serial_; }
   size_t name_count() const { return name_count_; }

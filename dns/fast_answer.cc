@@ -33,19 +33,34 @@ std::string_view Prefix(const Name& name, const Name& origin) {
                           name.wire_size() - origin.wire_size());
 }
 
-}  // namespace
+// A query the fast path takes, up to the lookup: its name lower-cased, and the
+// labels the zone's index is sharded by.
+struct ServiceQuestion {
+  uint8_t lower[kMaxNameWire];
+  size_t size = 0;      // of `lower`
+  size_t apex = 0;      // where the zone's name starts in it
+  size_t end = 0;       // where the question ends in the packet
+  uint16_t flags = 0;   // of the query's header
+  uint16_t qtype = 0;
+  std::optional<Edns> edns;
+  std::string_view service, ns;
 
-FastAnswer AnswerFast(const ClusterZone& zone, const uint8_t* q, size_t size, uint8_t* out,
-                      size_t out_capacity, uint16_t max_udp_size, bool tcp) {
-  FastAnswer declined;
-  if (size < kHeaderSize) return declined;
-  const uint16_t flags = Get16(q + 2);
+  std::string_view name() const {
+    return std::string_view(reinterpret_cast<const char*>(lower), size);
+  }
+};
+
+// Whether `q` is a query the fast path takes (see AnswerFast), up to the lookup.
+bool ParseServiceQuestion(const ClusterZone& zone, const uint8_t* q, size_t size,
+                          ServiceQuestion* sq) {
+  if (size < kHeaderSize) return false;
+  sq->flags = Get16(q + 2);
   const uint16_t arcount = Get16(q + 10);
   // A query (QR clear, opcode QUERY) with one question, no answer or authority
   // records, and at most one additional record (the OPT).
-  if ((flags & 0xF800) != 0 || Get16(q + 4) != 1 || Get16(q + 6) != 0 || Get16(q + 8) != 0 ||
-      arcount > 1) {
-    return declined;
+  if ((sq->flags & 0xF800) != 0 || Get16(q + 4) != 1 || Get16(q + 6) != 0 ||
+      Get16(q + 8) != 0 || arcount > 1) {
+    return false;
   }
   // The name, lower-cased, and where its labels start; compression pointers (which
   // a question cannot sensibly hold) are left to the general path.
@@ -53,58 +68,83 @@ FastAnswer AnswerFast(const ClusterZone& zone, const uint8_t* q, size_t size, ui
   int labels = 0;
   size_t p = kHeaderSize;
   while (true) {
-    if (p >= size) return declined;
+    if (p >= size) return false;
     const uint8_t len = q[p];
     if (len == 0) break;
     if (len > kMaxLabel || p + 1 + len >= size || p + 1 + len + 1 - kHeaderSize > kMaxNameWire) {
-      return declined;
+      return false;
     }
     starts[labels++] = static_cast<uint8_t>(p - kHeaderSize);
     p += 1 + len;
   }
   p += 1;
   // Length bytes are at most 63, below 'A': the whole name lowers in one pass.
-  uint8_t lower[kMaxNameWire];
   const size_t n = p - kHeaderSize;
-  for (size_t i = 0; i < n; ++i) lower[i] = Lower(q[kHeaderSize + i]);
-  if (size - p < 4) return declined;
-  const size_t question_end = p + 4;
-  const uint16_t qtype = Get16(q + p);
-  if ((qtype != type::kA && qtype != type::kAaaa) || Get16(q + p + 2) != kClassIn) return declined;
-  p = question_end;
-  std::optional<Edns> edns;
+  for (size_t i = 0; i < n; ++i) sq->lower[i] = Lower(q[kHeaderSize + i]);
+  sq->size = n;
+  if (size - p < 4) return false;
+  sq->end = p + 4;
+  sq->qtype = Get16(q + p);
+  if ((sq->qtype != type::kA && sq->qtype != type::kAaaa) || Get16(q + p + 2) != kClassIn) {
+    return false;
+  }
+  p = sq->end;
+  sq->edns.reset();
   if (arcount == 1) {
     // Root owner, type OPT, class = UDP size, TTL = extended rcode, version and
     // flags, RDLENGTH, options. Other versions get BADVERS from the general path.
     if (size - p < kOptSize || q[p] != 0 || Get16(q + p + 1) != type::kOpt || q[p + 6] != 0 ||
         Get16(q + p + 9) != size - p - kOptSize) {
-      return declined;
+      return false;
     }
-    edns.emplace();
-    edns->udp_size = std::max<uint16_t>(Get16(q + p + 3), kMinUdpSize);
+    sq->edns.emplace();
+    sq->edns->udp_size = std::max<uint16_t>(Get16(q + p + 3), kMinUdpSize);
     p = size;
   }
-  if (p != size) return declined;
+  if (p != size) return false;
 
   // <...>.<service>.<namespace>.svc.<zone>, the zone's name starting on a label.
   const Name& origin = zone.origin();  // lower-cased
-  if (n < origin.wire_size()) return declined;
-  const size_t apex = n - origin.wire_size();
-  if (std::memcmp(lower + apex, origin.wire(), origin.wire_size()) != 0) return declined;
+  if (n < origin.wire_size()) return false;
+  sq->apex = n - origin.wire_size();
+  if (std::memcmp(sq->lower + sq->apex, origin.wire(), origin.wire_size()) != 0) return false;
   int before = 0;  // labels before the zone's name
-  while (before < labels && starts[before] < apex) ++before;
-  if (before < 3 || (before < labels && starts[before] != apex) ||
-      (before == labels && apex != n - 1)) {
-    return declined;
+  while (before < labels && starts[before] < sq->apex) ++before;
+  if (before < 3 || (before < labels && starts[before] != sq->apex) ||
+      (before == labels && sq->apex != n - 1)) {
+    return false;
   }
   auto label = [&](int i) {
-    return std::string_view(reinterpret_cast<const char*>(lower + starts[i] + 1), lower[starts[i]]);
+    return std::string_view(reinterpret_cast<const char*>(sq->lower + starts[i] + 1),
+                            sq->lower[starts[i]]);
   };
-  if (label(before - 1) != "svc") return declined;
-  std::optional<ZoneRecords> found =
-      zone.FindServiceName(std::string_view(reinterpret_cast<const char*>(lower), n),
-                           label(before - 3), label(before - 2));
+  if (label(before - 1) != "svc") return false;
+  sq->service = label(before - 3);
+  sq->ns = label(before - 2);
+  return true;
+}
+
+}  // namespace
+
+PendingLookup PrefetchAnswer(const ClusterZone& zone, const uint8_t* query, size_t size) {
+  ServiceQuestion sq;
+  if (!ParseServiceQuestion(zone, query, size, &sq)) return {};
+  return zone.PrefetchServiceName(sq.name(), sq.service, sq.ns);
+}
+
+FastAnswer AnswerFast(const ClusterZone& zone, const uint8_t* q, size_t size, uint8_t* out,
+                      size_t out_capacity, uint16_t max_udp_size, bool tcp) {
+  FastAnswer declined;
+  ServiceQuestion sq;
+  if (!ParseServiceQuestion(zone, q, size, &sq)) return declined;
+  std::optional<ZoneRecords> found = zone.FindServiceName(sq.name(), sq.service, sq.ns);
   if (found && found->extra->cname) return declined;  // chased by the general path
+  const Name& origin = zone.origin();
+  const size_t question_end = sq.end;
+  const size_t apex = sq.apex;
+  const uint16_t qtype = sq.qtype;
+  const uint16_t flags = sq.flags;
+  const std::optional<Edns>& edns = sq.edns;
 
   // The size, against what the client takes.
   const uint32_t answers = found && qtype == type::kA ? found->a_count : 0;

@@ -61,6 +61,18 @@ struct ZoneRecords {
   }
 };
 
+class NameIndex;
+
+// A lookup about to be made, for prefetching ahead of it.
+struct PendingLookup {
+  const NameIndex* index = nullptr;
+  uint64_t hash = 0;
+
+  // Prefetches the record of the first slot whose tag matches (read the slot, so
+  // prefetch it first and do this later).
+  void PrefetchRecord() const;
+};
+
 // Keys are lower-cased uncompressed wire names.
 class NameIndex {
  public:
@@ -86,6 +98,25 @@ class NameIndex {
       }
       return ZoneRecords{key + h.key_size, h.a_count,
                          h.extra == kNoExtra ? &kEmptyExtra : &extras_[h.extra]};
+    }
+  }
+
+  // Prefetches the slot a lookup of `hash` reads first.
+  void PrefetchSlot(uint64_t hash) const {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & mask_]);
+  }
+  // Prefetches the record of the first slot that matches `hash`'s tag.
+  void PrefetchRecord(uint64_t hash) const {
+    if (slots_.empty()) return;
+    const uint32_t tag = static_cast<uint32_t>(hash >> 32);
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Slot& s = slots_[i];
+      if (s.offset_plus_one == 0) return;
+      if (s.tag != tag) continue;
+      const uint8_t* r = arena_.data() + s.offset_plus_one - 1;
+      __builtin_prefetch(r);
+      __builtin_prefetch(r + 63);  // a record may cross into the next line
+      return;
     }
   }
 
@@ -127,5 +158,9 @@ class NameIndex {
   std::vector<uint8_t> arena_;  // per record: Head, key bytes, addresses; 4-aligned
   std::vector<ZoneExtra> extras_;
 };
+
+inline void PendingLookup::PrefetchRecord() const {
+  if (index != nullptr) index->PrefetchRecord(hash);
+}
 
 }  // namespace loom::dns

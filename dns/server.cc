@@ -178,6 +178,7 @@ struct DnsServer::Worker {
   iovec in_iov[kBatch];
   mmsghdr out_msgs[kBatch];
   iovec out_iov[kBatch];
+  PendingLookup lookups[kBatch];
 
   ~Worker() {
     if (fd >= 0) close(fd);
@@ -518,6 +519,14 @@ void DnsServer::UdpLoop(Worker* w) {
     const int64_t start = MonotonicNs();
     Refresh(&w->zone);
     counters.Bump(counters.queries_udp, static_cast<uint64_t>(n));
+    // The batch's lookups, prefetched in two waves (index slots, then the records
+    // they point at), so that their cache misses overlap.
+    if (w->zone.zone && n > 1) {
+      for (int i = 0; i < n; ++i) {
+        w->lookups[i] = PrefetchAnswer(*w->zone.zone, w->in[i], w->in_msgs[i].msg_len);
+      }
+      for (int i = 0; i < n; ++i) w->lookups[i].PrefetchRecord();
+    }
     int out_count = 0;
     for (int i = 0; i < n; ++i) {
       if (w->in_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {

@@ -187,6 +187,15 @@ TEST_F(FastAnswerTest, DeclinesWhatItDoesNotAnswer) {
   };
   Ask plain{"svc1.default.svc.cluster.local"};
   EXPECT_GT(fast(plain), 0u);
+  // What the batch prefetch looks up: the fast path's lookups, nothing for others.
+  auto pending = [&](const Ask& ask) {
+    std::vector<uint8_t> q = Wire(ask, 1);
+    return PrefetchAnswer(*zone_, q.data(), q.size()).index;
+  };
+  EXPECT_NE(pending(plain), nullptr);
+  EXPECT_NE(pending(Ask{"nosuch.default.svc.cluster.local"}), nullptr);
+  EXPECT_EQ(pending(Ask{"default.svc.cluster.local"}), nullptr);
+  EXPECT_EQ(pending(Ask{"example.org"}), nullptr);
   for (std::string name : {"ext.default.svc.cluster.local",      // CNAME
                            "alias.default.svc.cluster.local",    // CNAME chased inside
                            "default.svc.cluster.local",          // not a service name
