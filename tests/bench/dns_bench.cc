@@ -5,13 +5,16 @@
 // loomd is the real agent: a one-node harness cluster (etcd in its own namespace),
 // the services applied through `loomctl apply`, one ready pod per service written to
 // etcd as another node's agent would, so the zone comes from the store watch exactly
-// as in production. knotd runs in the same node namespace with the same A records.
+// as in production. knotd runs in the same node namespace with the same A records,
+// on the same address (another port).
 // With two or more CPUs each server's UDP worker thread runs alone on CPU 0 (loomd's
 // is named dns-udp-0; knotd's is the thread that does the work of a warm-up burst),
 // and every other thread of both servers, etcd, this process and dnsperf run on
 // CPU 1: the worker each server answers with has a CPU to itself, as the issue's
 // "one worker thread each" asks. The rounds alternate between the servers; the
-// figures are medians over the rounds.
+// figures are medians over the rounds. Beside queries/s and p99, each server's worker
+// CPU time per answered query (from /proc/<pid>/task/<tid>/schedstat): when
+// dnsperf's CPU is what limits throughput, that is where the servers differ.
 //
 // Then, with the services loaded: milliseconds from a store write (a new service,
 // a pod turning ready and unready) to the changed answer; the resident memory of
@@ -54,6 +57,7 @@ constexpr int kKnotPort = 5300;
 
 struct Result {
   double qps = 0;
+  double worker_us = 0;  // CPU time of the server's UDP worker per answered query
   double avg_ms = 0;
   double p99_ms = 0;
   std::string lost;
@@ -87,15 +91,29 @@ std::vector<std::string> Dnsperf(int cpu, const std::string& ip, int port,
 
 // Throughput (as fast as the server answers), then latency at a fixed rate, with
 // per-query timings.
+// Nanoseconds thread `tid` of `pid` has run (0 when unknown).
+uint64_t ThreadCpuNs(pid_t pid, pid_t tid) {
+  if (tid <= 0) return 0;
+  std::ifstream in(StrCat("/proc/", pid, "/task/", tid, "/schedstat"));
+  uint64_t ns = 0;
+  in >> ns;
+  return ns;
+}
+
 Result Measure(int cpu, const std::string& ip, int port, const std::string& queries,
-               int seconds) {
+               int seconds, pid_t pid, pid_t worker) {
   Result r;
+  const uint64_t cpu_before = ThreadCpuNs(pid, worker);
   auto tp = testing::RunCommand(Dnsperf(cpu, ip, port,
                                         {"-d", queries, "-c", "4", "-T", "1", "-l",
                                          std::to_string(seconds), "-q", "200"}),
                                 absl::Seconds(seconds + 30));
   if (!tp.ok()) return r;
   r.qps = Field(tp->out, "Queries per second:");
+  double completed = Field(tp->out, "Queries completed:");
+  if (worker > 0 && completed > 0) {
+    r.worker_us = static_cast<double>(ThreadCpuNs(pid, worker) - cpu_before) / 1000 / completed;
+  }
   r.avg_ms = Field(tp->out, "Average Latency (s):") * 1000;
   size_t lost = tp->out.find("Queries lost:");
   if (lost != std::string::npos) {
@@ -131,6 +149,7 @@ Result Median(const std::vector<Result>& rs) {
   };
   Result m;
   m.qps = mid([](const Result& r) { return r.qps; });
+  m.worker_us = mid([](const Result& r) { return r.worker_us; });
   m.avg_ms = mid([](const Result& r) { return r.avg_ms; });
   m.p99_ms = mid([](const Result& r) { return r.p99_ms; });
   m.lost = rs.back().lost;
@@ -364,6 +383,7 @@ int Main(int argc, char** argv) {
     }
   }
   testing::KnotOptions ko;
+  ko.listen_ip = kDnsIp;  // the same address as loomd's (a /32 on lo), another port
   ko.port = kKnotPort;
   ko.zones["cluster.local"] = zone;
   auto knot = testing::KnotServer::Start(ko);
@@ -374,6 +394,8 @@ int Main(int argc, char** argv) {
   const pid_t loomd_pid = node.loomd->pid();
   const pid_t knot_pid = (*knot)->pid();
   int client_cpu = -1;
+  pid_t knot_worker = -1;
+  pid_t loomd_worker = -1;
   std::string pinning = "unpinned (one CPU)";
   if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
     client_cpu = 1;
@@ -387,8 +409,7 @@ int Main(int argc, char** argv) {
                                   absl::Seconds(30));
       };
     };
-    pid_t knot_worker = BusiestThread(knot_pid, burst("127.0.0.1", kKnotPort));
-    pid_t loomd_worker = -1;
+    knot_worker = BusiestThread(knot_pid, burst(kDnsIp, kKnotPort));
     for (const auto& [tid, ticks] : ThreadTicks(loomd_pid)) {
       if (ThreadName(loomd_pid, tid) == "dns-udp-0") loomd_worker = tid;
     }
@@ -420,22 +441,28 @@ int Main(int argc, char** argv) {
   std::printf("load average before the rounds: %s\n", LoadAverage().c_str());
   std::vector<Result> ks, ls;
   for (int r = 0; r < rounds; ++r) {
-    ks.push_back(Measure(client_cpu, "127.0.0.1", kKnotPort, queries, seconds));
-    ls.push_back(Measure(client_cpu, kDnsIp, 53, queries, seconds));
-    std::printf("  round %d: knotd %.0f q/s p99 %.3f ms, loomd %.0f q/s p99 %.3f ms\n", r + 1,
-                ks.back().qps, ks.back().p99_ms, ls.back().qps, ls.back().p99_ms);
+    ks.push_back(
+        Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker));
+    ls.push_back(Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker));
+    std::printf("  round %d: knotd %.0f q/s p99 %.3f ms worker %.2f us/q, loomd %.0f q/s p99 "
+                "%.3f ms worker %.2f us/q\n",
+                r + 1, ks.back().qps, ks.back().p99_ms, ks.back().worker_us, ls.back().qps,
+                ls.back().p99_ms, ls.back().worker_us);
     std::fflush(stdout);
   }
   if (rounds > 0) {
     Result k = Median(ks);
     Result l = Median(ls);
-    std::printf("%-8s %12s %10s %10s  %s\n", "server", "queries/s", "avg ms", "p99 ms", "lost");
-    std::printf("%-8s %12.0f %10.3f %10.3f  %s\n", "knotd", k.qps, k.avg_ms, k.p99_ms,
-                k.lost.c_str());
-    std::printf("%-8s %12.0f %10.3f %10.3f  %s\n", "loomd", l.qps, l.avg_ms, l.p99_ms,
-                l.lost.c_str());
-    std::printf("ratio loomd/knotd: %.2fx queries/s, p99 %.2fx (at 20k q/s)\n",
-                k.qps > 0 ? l.qps / k.qps : 0, k.p99_ms > 0 ? l.p99_ms / k.p99_ms : 0);
+    std::printf("%-8s %12s %10s %10s %16s  %s\n", "server", "queries/s", "avg ms", "p99 ms",
+                "worker us/query", "lost");
+    std::printf("%-8s %12.0f %10.3f %10.3f %16.2f  %s\n", "knotd", k.qps, k.avg_ms, k.p99_ms,
+                k.worker_us, k.lost.c_str());
+    std::printf("%-8s %12.0f %10.3f %10.3f %16.2f  %s\n", "loomd", l.qps, l.avg_ms, l.p99_ms,
+                l.worker_us, l.lost.c_str());
+    std::printf("ratio loomd/knotd: %.2fx queries/s, p99 %.2fx (at 20k q/s), worker CPU per "
+                "query %.2fx\n",
+                k.qps > 0 ? l.qps / k.qps : 0, k.p99_ms > 0 ? l.p99_ms / k.p99_ms : 0,
+                k.worker_us > 0 ? l.worker_us / k.worker_us : 0);
     std::printf("load average after the rounds: %s\n", LoadAverage().c_str());
   }
   std::printf("resident memory with %d services: knotd %ld MiB (the zone's %d A records); "
