@@ -6,8 +6,9 @@
 // own name, its endpoints' hostnames, its SRV names) live in the forward shard its
 // key hashes to, PTR names in the reverse shard their address hashes to, and the
 // empty non-terminals above them (namespaces, reverse prefixes) in a small top map.
-// Update() rebuilds only the shards that held or now hold a changed service, so a
-// change costs about the same at 10 services as at 100,000.
+// Update() rebuilds only the shards that held or now hold a changed service; it still
+// walks every service and PTR once to find them (0.8 ms at 10k services, 12 ms at
+// 100k, against 28 ms and 380 ms for a full build).
 #pragma once
 
 #include <array>
