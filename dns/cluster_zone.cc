@@ -18,7 +18,7 @@ namespace loom::dns {
 // those services contributes (so that an update knows which reverse shards a
 // changed service touched before).
 struct ClusterZone::ForwardShard {
-  absl::flat_hash_map<std::string, ZoneEntry> names;  // by lower-cased wire form
+  NameIndex names;
   absl::flat_hash_map<std::string, std::vector<std::pair<uint32_t, NamePtr>>> ptrs;
   // Namespaces with at least one name here, and how many services hold names there.
   absl::flat_hash_map<std::string, int> namespaces;
@@ -34,6 +34,7 @@ namespace {
 std::atomic<uint32_t> g_serial{static_cast<uint32_t>(std::time(nullptr))};
 
 using Shards = std::bitset<ClusterZone::kShards>;
+using NameMap = absl::flat_hash_map<std::string, ZoneEntry>;
 
 bool ParseIpv4(const std::string& text, uint32_t* out) {
   in_addr a;
@@ -126,8 +127,10 @@ Name ReverseName(uint32_t ip, int octets) {
 // Adds one service's names to its shard.
 class ShardWriter {
  public:
-  ShardWriter(ClusterZone::ForwardShard* shard, const std::string& domain)
-      : shard_(shard), domain_(domain) {}
+  // Names go to `names` (keyed by lower-cased wire form; frozen into the shard's
+  // index once every service of the shard is in), PTRs and namespaces to `shard`.
+  ShardWriter(ClusterZone::ForwardShard* shard, NameMap* names, const std::string& domain)
+      : shard_(shard), names_(names), domain_(domain) {}
 
   absl::Status Add(const model::Service& svc, const model::EndpointSet& eps) {
     auto parsed = Name::FromText(StrCat(svc.meta.name, ".", svc.meta.ns, ".svc.", domain_));
@@ -153,7 +156,7 @@ class ShardWriter {
         ptrs.emplace_back(ip, svc_name);
         for (const model::ServicePort& port : svc.ports) {
           if (port.name.empty()) continue;
-          At(srv_name(port)).srv.push_back({0, 100, port.port, svc_name});
+          At(srv_name(port)).extra.srv.push_back({0, 100, port.port, svc_name});
         }
         break;
       }
@@ -171,7 +174,7 @@ class ShardWriter {
             const model::ServicePort& port = svc.ports[i];
             uint16_t target = i < ep.ports.size() ? ep.ports[i] : 0;
             if (port.name.empty() || target == 0) continue;
-            At(srv_name(port)).srv.push_back({0, 0, target, host});
+            At(srv_name(port)).extra.srv.push_back({0, 0, target, host});
           }
         }
         break;
@@ -179,7 +182,7 @@ class ShardWriter {
       case model::ServiceType::kExternalName: {
         auto target = Name::FromText(svc.external_name);
         if (!target.ok()) return Annotate(target.status(), svc.meta.Key());
-        At(*svc_name).cname = std::make_shared<const Name>(*target);
+        At(*svc_name).extra.cname = std::make_shared<const Name>(*target);
         break;
       }
     }
@@ -193,27 +196,33 @@ class ShardWriter {
   // empty non-terminals of SRV names).
   ZoneEntry& At(const Name& name) {
     added_ = true;
-    auto [it, inserted] = shard_->names.try_emplace(Key(name));
+    auto [it, inserted] = names_->try_emplace(Key(name));
     if (inserted) {
       std::optional<Name> up = Parent(name);
       while (up && up->IsSubdomainOf(*svc_name_)) {
-        if (!shard_->names.try_emplace(Key(*up)).second) break;
+        if (!names_->try_emplace(Key(*up)).second) break;
         up = Parent(*up);
       }
-      it = shard_->names.find(Key(name));
+      it = names_->find(Key(name));
     }
     return it->second;
   }
 
   ClusterZone::ForwardShard* shard_;
+  NameMap* names_;
   const std::string& domain_;
   const Name* svc_name_ = nullptr;
   bool added_ = false;
 };
 
-void AppendEntry(const std::string& owner, const ZoneEntry& e, std::vector<std::string>* out) {
+void AppendEntry(const std::string& owner, const ZoneRecords& records,
+                 std::vector<std::string>* out) {
   size_t before = out->size();
-  for (const auto& a : e.a) out->push_back(StrCat(owner, " A ", a[0], ".", a[1], ".", a[2], ".", a[3]));
+  for (uint32_t i = 0; i < records.a_count; ++i) {
+    const uint8_t* a = records.address(i);
+    out->push_back(StrCat(owner, " A ", a[0], ".", a[1], ".", a[2], ".", a[3]));
+  }
+  const ZoneExtra& e = *records.extra;
   for (const SrvRecord& r : e.srv) {
     out->push_back(StrCat(owner, " SRV ", r.priority, " ", r.weight, " ", r.port, " ",
                           r.target->ToText()));
@@ -224,7 +233,7 @@ void AppendEntry(const std::string& owner, const ZoneEntry& e, std::vector<std::
   if (out->size() == before) out->push_back(StrCat(owner, " -"));
 }
 
-std::string KeyText(const std::string& key) {
+std::string KeyText(std::string_view key) {
   Name n;
   Name::FromWire(reinterpret_cast<const uint8_t*>(key.data()), key.size(), &n);
   return n.ToText();
@@ -279,6 +288,7 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
   }
 
   std::array<std::shared_ptr<ForwardShard>, kShards> fresh;
+  std::array<NameMap, kShards> fresh_names;  // frozen into the shards' indexes below
   for (int i = 0; i < kShards; ++i) {
     if (dirty_forward.test(i)) fresh[i] = std::make_shared<ForwardShard>();
   }
@@ -287,17 +297,20 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     int f = ShardOf(svc.meta.name, svc.meta.ns);
     if (!fresh[f]) continue;
     auto ep = endpoints.find(svc.meta.Key());
-    ShardWriter writer(fresh[f].get(), options.domain);
+    ShardWriter writer(fresh[f].get(), &fresh_names[f], options.domain);
     RETURN_IF_ERROR(writer.Add(svc, ep == endpoints.end() ? kNoEndpoints : ep->second));
   }
   for (int i = 0; i < kShards; ++i) {
     if (!fresh[i]) continue;
     // SRV weights split 100 between the records of a name, as CoreDNS does.
-    for (auto& [name, entry] : fresh[i]->names) {
-      if (entry.srv.empty()) continue;
-      uint16_t weight = static_cast<uint16_t>(std::max<size_t>(1, 100 / entry.srv.size()));
-      for (SrvRecord& r : entry.srv) r.weight = weight;
+    for (auto& [name, entry] : fresh_names[i]) {
+      std::vector<SrvRecord>& srv = entry.extra.srv;
+      if (srv.empty()) continue;
+      uint16_t weight = static_cast<uint16_t>(std::max<size_t>(1, 100 / srv.size()));
+      for (SrvRecord& r : srv) r.weight = weight;
     }
+    fresh[i]->names = NameIndex(fresh_names[i]);
+    fresh_names[i] = NameMap();
     zone->forward_[i] = fresh[i];
   }
   for (const std::string& key : changed) {
@@ -321,7 +334,7 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
         auto [owner, inserted] = owners[r].try_emplace(ip, &key);
         if (!inserted && key > *owner->second) continue;
         owner->second = &key;
-        fresh_reverse[r]->ips[ip].ptr = target;
+        fresh_reverse[r]->ips[ip].extra.ptr = target;
       }
     }
   }
@@ -333,8 +346,8 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
   zone->top_.try_emplace(Key(zone->origin_));
   zone->top_.try_emplace(Key(zone->reverse_origin_));
   ZoneEntry& version = zone->top_[Key(*Name::FromText(StrCat("dns-version.", options.domain)))];
-  version.txt = "1.1.0";
-  version.has_txt = true;
+  version.extra.txt = "1.1.0";
+  version.extra.has_txt = true;
   absl::flat_hash_set<std::string> namespaces;
   size_t names = 0;
   for (const auto& shard : zone->forward_) {
@@ -365,55 +378,80 @@ bool ClusterZone::Covers(const Name& name) const {
   if (name.IsSubdomainOf(origin_)) return true;
   // Reverse names: only those the zone holds (or their parents); other reverse
   // lookups go upstream.
-  return name.IsSubdomainOf(reverse_origin_) && Find(name) != nullptr;
+  return name.IsSubdomainOf(reverse_origin_) && Find(name).has_value();
 }
 
-const ZoneEntry* ClusterZone::Find(const Name& name) const {
+std::optional<ZoneRecords> ClusterZone::Find(const Name& name) const {
   Name lower = name.Lowered();
-  const ZoneEntry* entry = nullptr;
+  std::optional<ZoneRecords> found;
   if (lower.IsSubdomainOf(origin_)) {
-    entry = FindForward(lower);
+    found = FindForward(lower);
   } else if (lower.IsSubdomainOf(reverse_origin_)) {
-    entry = FindReverse(lower);
+    found = FindReverse(lower);
   }
-  if (entry != nullptr) return entry;
+  if (found) return found;
   auto it = top_.find(absl::string_view(reinterpret_cast<const char*>(lower.wire()), lower.wire_size()));
-  return it == top_.end() ? nullptr : &it->second;
+  if (it == top_.end()) return std::nullopt;
+  return ZoneRecords::Of(it->second);
 }
 
-const ZoneEntry* ClusterZone::FindForward(const Name& lower) const {
-  std::string_view labels[kMaxNameWire / 2];
-  int n = lower.LabelsBefore(origin_, labels, kMaxNameWire / 2);
-  // <...>.<service>.<namespace>.svc.<origin>
-  if (n < 3 || labels[n - 1] != "svc") return nullptr;
-  const ForwardShard& shard = *forward_[ShardOf(labels[n - 3], labels[n - 2])];
-  auto it = shard.names.find(
-      absl::string_view(reinterpret_cast<const char*>(lower.wire()), lower.wire_size()));
-  return it == shard.names.end() ? nullptr : &it->second;
+std::optional<ZoneRecords> ClusterZone::FindServiceName(std::string_view lower_wire,
+                                                        std::string_view service,
+                                                        std::string_view ns) const {
+  return forward_[ShardOf(service, ns)]->names.Find(lower_wire, NameIndex::Hash(lower_wire));
 }
 
-const ZoneEntry* ClusterZone::FindReverse(const Name& lower) const {
+PendingLookup ClusterZone::PrefetchServiceName(std::string_view lower_wire,
+                                               std::string_view service,
+                                               std::string_view ns) const {
+  PendingLookup lookup{&forward_[ShardOf(service, ns)]->names, NameIndex::Hash(lower_wire)};
+  lookup.index->PrefetchSlot(lookup.hash);
+  return lookup;
+}
+
+std::optional<ZoneRecords> ClusterZone::FindForward(const Name& lower) const {
+  // <...>.<service>.<namespace>.svc.<origin>: the last three labels before the origin.
+  const uint8_t* w = lower.wire();
+  const size_t end = lower.wire_size() - origin_.wire_size();
+  std::string_view last[3];
+  int n = 0;
+  for (size_t p = 0; p < end; p += 1 + w[p], ++n) {
+    last[0] = last[1];
+    last[1] = last[2];
+    last[2] = std::string_view(reinterpret_cast<const char*>(w + p + 1), w[p]);
+  }
+  if (n < 3 || last[2] != "svc") return std::nullopt;
+  return FindServiceName(std::string_view(reinterpret_cast<const char*>(w), lower.wire_size()),
+                         last[0], last[1]);
+}
+
+std::optional<ZoneRecords> ClusterZone::FindReverse(const Name& lower) const {
   std::string_view labels[5];
-  if (lower.LabelsBefore(reverse_origin_, labels, 5) != 4) return nullptr;
+  if (lower.LabelsBefore(reverse_origin_, labels, 5) != 4) return std::nullopt;
   uint32_t ip = 0;
   for (int i = 3; i >= 0; --i) {
     uint32_t octet;
-    if (!ParseOctet(labels[i], &octet)) return nullptr;
+    if (!ParseOctet(labels[i], &octet)) return std::nullopt;
     ip = ip << 8 | octet;
   }
   const ReverseShard& shard = *reverse_[ShardOfIp(ip)];
   auto it = shard.ips.find(ip);
-  return it == shard.ips.end() ? nullptr : &it->second;
+  if (it == shard.ips.end()) return std::nullopt;
+  return ZoneRecords::Of(it->second);
 }
 
 std::vector<std::string> ClusterZone::Dump() const {
   std::vector<std::string> out;
-  for (const auto& [key, entry] : top_) AppendEntry(KeyText(key), entry, &out);
+  for (const auto& [key, entry] : top_) AppendEntry(KeyText(key), ZoneRecords::Of(entry), &out);
   for (const auto& shard : forward_) {
-    for (const auto& [key, entry] : shard->names) AppendEntry(KeyText(key), entry, &out);
+    shard->names.ForEach([&out](std::string_view key, const ZoneRecords& records) {
+      AppendEntry(KeyText(key), records, &out);
+    });
   }
   for (const auto& shard : reverse_) {
-    for (const auto& [ip, entry] : shard->ips) AppendEntry(ReverseName(ip, 4).ToText(), entry, &out);
+    for (const auto& [ip, entry] : shard->ips) {
+      AppendEntry(ReverseName(ip, 4).ToText(), ZoneRecords::Of(entry), &out);
+    }
   }
   std::sort(out.begin(), out.end());
   return out;

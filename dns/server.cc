@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -18,6 +19,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/strings.h"
+#include "dns/fast_answer.h"
 #include "dns/zone_answer.h"
 
 namespace loom::dns {
@@ -105,11 +107,69 @@ std::shared_ptr<const ClusterZone> ZoneHolder::Get() const {
   return zone_;
 }
 
+// ---- Counters -----------------------------------------------------------------
+
+// One thread's counters. A worker or the TCP thread owns one and bumps it with a
+// plain load and store, no locked instruction per query; forwarded answers complete
+// on other threads and count into a shared one with atomic adds. stats() reads them
+// all from any thread.
+class alignas(64) DnsServer::Counters {
+ public:
+  explicit Counters(bool shared) : shared_(shared) {}
+
+  void Bump(std::atomic<uint64_t>& c, uint64_t n = 1) {
+    if (shared_) {
+      c.fetch_add(n, std::memory_order_relaxed);
+    } else {
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+  }
+  void Answered(uint16_t qtype, Rcode rcode) {
+    Bump(qtype_[ServerStats::QtypeSlot(qtype)]);
+    Bump(rcode_[static_cast<uint8_t>(rcode) & 0xF]);
+  }
+  void CountRcode(uint8_t rcode) { Bump(rcode_[rcode & 0xF]); }
+  void CountQtype(uint16_t qtype) { Bump(qtype_[ServerStats::QtypeSlot(qtype)]); }
+  // `count` answers that each took `ns`.
+  void Latency(uint64_t ns, uint64_t count) {
+    Bump(latency_[ServerStats::LatencyBucket(ns)], count);
+    Bump(latency_sum_ns_, ns * count);
+  }
+
+  void AddTo(ServerStats* s) const {
+    auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+    s->queries_udp += get(queries_udp);
+    s->queries_tcp += get(queries_tcp);
+    s->dropped += get(dropped);
+    s->forwarded += get(forwarded);
+    s->truncated += get(truncated);
+    for (size_t i = 0; i < 16; ++i) s->rcode[i] += get(rcode_[i]);
+    for (size_t i = 0; i < ServerStats::kQtypeSlots; ++i) s->qtype[i] += get(qtype_[i]);
+    for (size_t i = 0; i < ServerStats::kLatencyBuckets; ++i) s->latency[i] += get(latency_[i]);
+    s->latency_sum_ns += get(latency_sum_ns_);
+  }
+
+  std::atomic<uint64_t> queries_udp{0};
+  std::atomic<uint64_t> queries_tcp{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> forwarded{0};
+  std::atomic<uint64_t> truncated{0};
+
+ private:
+  const bool shared_;
+  std::atomic<uint64_t> rcode_[16] = {};
+  std::atomic<uint64_t> qtype_[ServerStats::kQtypeSlots] = {};
+  std::atomic<uint64_t> latency_[ServerStats::kLatencyBuckets] = {};
+  std::atomic<uint64_t> latency_sum_ns_{0};
+};
+
 // ---- Workers ------------------------------------------------------------------
 
 struct DnsServer::Worker {
   int fd = -1;
+  int index = 0;
   std::thread thread;
+  Counters* counters = nullptr;
   ZoneCache zone;
   uint8_t in[kBatch][kMaxQuery];
   uint8_t out[kBatch][kMaxQuery];
@@ -118,6 +178,7 @@ struct DnsServer::Worker {
   iovec in_iov[kBatch];
   mmsghdr out_msgs[kBatch];
   iovec out_iov[kBatch];
+  PendingLookup lookups[kBatch];
 
   ~Worker() {
     if (fd >= 0) close(fd);
@@ -127,7 +188,8 @@ struct DnsServer::Worker {
 // The TCP side: one epoll loop for every connection.
 class DnsServer::TcpLoop {
  public:
-  TcpLoop(DnsServer* server, int listen_fd) : server_(server), listen_fd_(listen_fd) {}
+  TcpLoop(DnsServer* server, int listen_fd, Counters* counters)
+      : server_(server), listen_fd_(listen_fd), counters_(counters) {}
   ~TcpLoop() {
     Stop();
     for (auto& [id, c] : conns_) close(c.fd);
@@ -147,6 +209,7 @@ class DnsServer::TcpLoop {
     ev.data.u64 = kWakeId;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
     thread_ = std::thread([this] { Loop(); });
+    pthread_setname_np(thread_.native_handle(), "dns-tcp");
     return absl::OkStatus();
   }
 
@@ -258,13 +321,18 @@ class DnsServer::TcpLoop {
       if (len < kHeaderSize) return false;
       if (c.in.size() - pos - 2 < len) break;
       const uint8_t* q = c.in.data() + pos + 2;
-      server_->stats_.queries_tcp.fetch_add(1, std::memory_order_relaxed);
+      int64_t start = MonotonicNs();
+      counters_->Bump(counters_->queries_tcp);
       ReplyTo reply_to;
       reply_to.tcp = this;
       reply_to.tcp_conn = id;
-      int out = server_->Handle(q, len, answer.data(), answer.size(), /*tcp=*/true, &zone_,
-                                reply_to);
-      if (out > 0) Append(c, answer.data(), static_cast<size_t>(out));
+      server_->Refresh(&zone_);
+      int out = server_->Handle(q, len, answer.data(), answer.size(), /*tcp=*/true, zone_,
+                                reply_to, counters_, start);
+      if (out > 0) {
+        counters_->Latency(static_cast<uint64_t>(MonotonicNs() - start), 1);
+        Append(c, answer.data(), static_cast<size_t>(out));
+      }
       pos += 2 + len;
     }
     c.in.erase(c.in.begin(), c.in.begin() + static_cast<long>(pos));
@@ -327,6 +395,7 @@ class DnsServer::TcpLoop {
 
   DnsServer* server_;
   int listen_fd_;
+  Counters* counters_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::atomic<bool> stop_{false};
@@ -341,13 +410,36 @@ class DnsServer::TcpLoop {
 // ---- DnsServer ----------------------------------------------------------------
 
 DnsServer::DnsServer(ServerOptions options, const ZoneHolder* zones, Upstream* upstream)
-    : options_(std::move(options)), zones_(zones), upstream_(upstream) {}
+    : options_(std::move(options)), zones_(zones), upstream_(upstream) {
+  options_.udp_workers = std::max(1, options_.udp_workers);
+  // One per UDP worker, one for the TCP thread; kept until destruction so that the
+  // counts never go back, even across Stop().
+  for (int i = 0; i < options_.udp_workers + 1; ++i) {
+    thread_counters_.push_back(std::make_unique<Counters>(/*shared=*/false));
+  }
+  async_counters_ = std::make_unique<Counters>(/*shared=*/true);
+}
+
+ServerStats DnsServer::stats() const {
+  ServerStats s;
+  for (const auto& c : thread_counters_) c->AddTo(&s);
+  async_counters_->AddTo(&s);
+  return s;
+}
+
+void DnsServer::Refresh(ZoneCache* cache) const {
+  uint64_t version = zones_->version();
+  if (cache->version != version) {
+    cache->zone = zones_->Get();
+    cache->version = version;
+  }
+}
 
 DnsServer::~DnsServer() { Stop(); }
 
 absl::Status DnsServer::Start() {
   ASSIGN_OR_RETURN(sockaddr_in addr, ParseListen(options_.listen));
-  int workers = std::max(1, options_.udp_workers);
+  const int workers = options_.udp_workers;
   auto fail = [&](int err, std::string_view what) {
     absl::Status st = ErrnoToStatus(err, StrCat("dns ", what, " ", options_.listen));
     workers_.clear();
@@ -356,6 +448,8 @@ absl::Status DnsServer::Start() {
   };
   for (int i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();
+    w->index = i;
+    w->counters = thread_counters_[i].get();
     w->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (w->fd < 0) return fail(errno, "udp socket");
     int one = 1;
@@ -382,11 +476,13 @@ absl::Status DnsServer::Start() {
     close(tfd);
     return fail(err, "tcp listen");
   }
-  tcp_ = std::make_unique<TcpLoop>(this, tfd);
+  tcp_ = std::make_unique<TcpLoop>(this, tfd, thread_counters_[workers].get());
   RETURN_IF_ERROR(tcp_->Start());
   for (auto& w : workers_) {
     Worker* raw = w.get();
     w->thread = std::thread([this, raw] { UdpLoop(raw); });
+    // Named, so that a benchmark or an operator can pin or watch them.
+    pthread_setname_np(w->thread.native_handle(), StrCat("dns-udp-", w->index).c_str());
   }
   LOG_INFO("dns server listening", {"addr", options_.listen}, {"port", port_},
            {"udp_workers", workers});
@@ -404,6 +500,7 @@ void DnsServer::Stop() {
 }
 
 void DnsServer::UdpLoop(Worker* w) {
+  Counters& counters = *w->counters;
   for (int i = 0; i < kBatch; ++i) {
     w->in_iov[i] = {w->in[i], kMaxQuery};
     std::memset(&w->in_msgs[i], 0, sizeof(mmsghdr));
@@ -418,18 +515,29 @@ void DnsServer::UdpLoop(Worker* w) {
     }
     int n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
     if (n <= 0) continue;  // timeout (to check stopping_) or EINTR
+    // One clock reading and one snapshot check per batch, not per query.
+    const int64_t start = MonotonicNs();
+    Refresh(&w->zone);
+    counters.Bump(counters.queries_udp, static_cast<uint64_t>(n));
+    // The batch's lookups, prefetched in two waves (index slots, then the records
+    // they point at), so that their cache misses overlap.
+    if (w->zone.zone && n > 1) {
+      for (int i = 0; i < n; ++i) {
+        w->lookups[i] = PrefetchAnswer(*w->zone.zone, w->in[i], w->in_msgs[i].msg_len);
+      }
+      for (int i = 0; i < n; ++i) w->lookups[i].PrefetchRecord();
+    }
     int out_count = 0;
     for (int i = 0; i < n; ++i) {
-      stats_.queries_udp.fetch_add(1, std::memory_order_relaxed);
       if (w->in_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-        stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+        counters.Bump(counters.dropped);
         continue;
       }
       ReplyTo reply_to;
       reply_to.udp_fd = w->fd;
       reply_to.udp_client = w->addr[i];
       int len = Handle(w->in[i], w->in_msgs[i].msg_len, w->out[i], kMaxQuery, /*tcp=*/false,
-                       &w->zone, reply_to);
+                       w->zone, reply_to, &counters, start);
       if (len <= 0) continue;
       w->out_iov[out_count] = {w->out[i], static_cast<size_t>(len)};
       std::memset(&w->out_msgs[out_count], 0, sizeof(mmsghdr));
@@ -438,6 +546,12 @@ void DnsServer::UdpLoop(Worker* w) {
       w->out_msgs[out_count].msg_hdr.msg_name = &w->addr[i];
       w->out_msgs[out_count].msg_hdr.msg_namelen = sizeof(sockaddr_in);
       ++out_count;
+    }
+    // Every answer of the batch waited for the batch: from its receipt to the send,
+    // counted before the send so that a client holding an answer sees it counted.
+    if (out_count > 0) {
+      counters.Latency(static_cast<uint64_t>(MonotonicNs() - start),
+                       static_cast<uint64_t>(out_count));
     }
     int sent = 0;
     while (sent < out_count) {
@@ -458,42 +572,40 @@ void DnsServer::ReplyTo::Send(std::vector<uint8_t> response) const {
 }
 
 int DnsServer::Handle(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
-                      bool tcp, ZoneCache* zone, const ReplyTo& reply_to) {
-  int64_t start = MonotonicNs();
-  int len = HandleTimed(data, size, out, out_capacity, tcp, zone, reply_to, start);
-  // Answers that come later (forwarded) are timed where they complete.
-  if (len > 0) stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
-  return len;
-}
-
-int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_t out_capacity,
-                           bool tcp, ZoneCache* zone, const ReplyTo& reply_to, int64_t start) {
+                      bool tcp, const ZoneCache& zone, const ReplyTo& reply_to,
+                      Counters* counters, int64_t start) {
+  if (zone.zone) {
+    FastAnswer fast =
+        AnswerFast(*zone.zone, data, size, out, out_capacity, options_.max_udp_size, tcp);
+    if (fast.size > 0) {
+      counters->Answered(fast.qtype, fast.rcode);
+      return static_cast<int>(fast.size);
+    }
+  }
   // Only a forwarded query pays for a closure.
   auto async = [reply_to](std::vector<uint8_t> response) { reply_to.Send(std::move(response)); };
-  auto observe = [this, start] {
-    stats_.latency.Observe(static_cast<uint64_t>(MonotonicNs() - start));
+  Counters* async_counters = async_counters_.get();
+  auto observe = [async_counters, start] {
+    async_counters->Latency(static_cast<uint64_t>(MonotonicNs() - start), 1);
   };
   Query q;
   DecodeError err;
   if (!DecodeQuery(data, size, &q, &err)) {
     if (err.kind == DecodeError::Kind::kDrop) {
-      stats_.dropped.fetch_add(1, std::memory_order_relaxed);
+      counters->Bump(counters->dropped);
       return 0;
     }
     size_t len = 0;
     WriteFormErr(data, size, out, std::min<size_t>(out_capacity, 512), &len);
-    stats_.rcode[static_cast<int>(Rcode::kFormErr)].fetch_add(1, std::memory_order_relaxed);
+    counters->CountRcode(static_cast<uint8_t>(Rcode::kFormErr));
     return static_cast<int>(len);
   }
-  stats_.CountQtype(q.question.qtype);
-  uint16_t client_udp = q.edns ? std::max<uint16_t>(q.edns->udp_size, kMinUdpSize) : kMinUdpSize;
-  size_t capacity = tcp ? std::min(out_capacity, kMaxTcpMessage)
-                        : std::min<size_t>({out_capacity, client_udp, options_.max_udp_size});
-  if (!tcp && capacity < kMinUdpSize) capacity = kMinUdpSize;
+  counters->CountQtype(q.question.qtype);
+  size_t capacity = ResponseCapacity(tcp, out_capacity, q.edns, options_.max_udp_size);
   uint16_t reply_udp = options_.max_udp_size;
   MessageWriter w(out, capacity);
   auto finish = [&](Rcode rcode) {
-    stats_.rcode[static_cast<int>(rcode)].fetch_add(1, std::memory_order_relaxed);
+    counters->CountRcode(static_cast<uint8_t>(rcode));
     return static_cast<int>(w.size());
   };
 
@@ -517,21 +629,15 @@ int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_
     return finish(refuse);
   }
 
-  // The current zone, re-read only when a new snapshot was published.
-  uint64_t version = zones_->version();
-  if (zone->version != version) {
-    zone->zone = zones_->Get();
-    zone->version = version;
-  }
-  if (!zone->zone) {
+  if (!zone.zone) {
     WriteErrorResponse(q, true, Rcode::kServFail, reply_udp, &w);
     return finish(Rcode::kServFail);
   }
 
   BeginResponse(q, &w);
-  ZoneAnswer a = AnswerFromZone(*zone->zone, q, &w);
+  ZoneAnswer a = AnswerFromZone(*zone.zone, q, &w);
   if (a.outcome == ZoneOutcome::kAnswered) {
-    if (a.truncated) stats_.truncated.fetch_add(1, std::memory_order_relaxed);
+    if (a.truncated) counters->Bump(counters->truncated);
     EndResponse(q, reply_udp, &w);
     return finish(a.rcode);
   }
@@ -540,21 +646,21 @@ int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_
     WriteErrorResponse(q, true, Rcode::kRefused, reply_udp, &w);
     return finish(Rcode::kRefused);
   }
-  stats_.forwarded.fetch_add(1, std::memory_order_relaxed);
+  counters->Bump(counters->forwarded);
   size_t client_capacity = capacity;
   if (a.outcome == ZoneOutcome::kNotAuthoritative) {
     std::vector<uint8_t> query(data, data + size);
-    upstream_->Resolve(std::move(query), [this, q, client_capacity, reply_udp, async,
-                                          observe](absl::StatusOr<std::vector<uint8_t>> r) {
+    upstream_->Resolve(std::move(query), [q, client_capacity, reply_udp, async, observe,
+                                          async_counters](absl::StatusOr<std::vector<uint8_t>> r) {
       observe();
       if (!r.ok() || r->size() < kHeaderSize) {
-        stats_.rcode[static_cast<int>(Rcode::kServFail)].fetch_add(1, std::memory_order_relaxed);
+        async_counters->CountRcode(static_cast<uint8_t>(Rcode::kServFail));
         async(ErrorBytes(q, Rcode::kServFail, reply_udp));
         return;
       }
       (*r)[0] = static_cast<uint8_t>(q.header.id >> 8);
       (*r)[1] = static_cast<uint8_t>(q.header.id);
-      stats_.rcode[(*r)[3] & 0xF].fetch_add(1, std::memory_order_relaxed);
+      async_counters->CountRcode((*r)[3] & 0xF);
       async(FitForClient(*std::move(r), q, client_capacity));
     });
     return -1;
@@ -569,9 +675,9 @@ int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_
   sw.SetHeader(sh);
   sw.AddQuestion(a.external_target, q.question.qtype, kClassIn);
   sub.resize(sw.size());
-  std::shared_ptr<const ClusterZone> snapshot = zone->zone;
-  upstream_->Resolve(std::move(sub), [this, q, snapshot, client_capacity, reply_udp, async,
-                                      observe](absl::StatusOr<std::vector<uint8_t>> r) {
+  std::shared_ptr<const ClusterZone> snapshot = zone.zone;
+  upstream_->Resolve(std::move(sub), [q, snapshot, client_capacity, reply_udp, async, observe,
+                                      async_counters](absl::StatusOr<std::vector<uint8_t>> r) {
     observe();
     std::vector<uint8_t> out(client_capacity);
     MessageWriter w(out.data(), out.size());
@@ -593,7 +699,7 @@ int DnsServer::HandleTimed(const uint8_t* data, size_t size, uint8_t* out, size_
     w.set_rcode(rcode);
     EndResponse(q, reply_udp, &w);
     out.resize(w.size());
-    stats_.rcode[static_cast<int>(rcode)].fetch_add(1, std::memory_order_relaxed);
+    async_counters->CountRcode(static_cast<uint8_t>(rcode));
     async(std::move(out));
   });
   return -1;

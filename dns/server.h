@@ -30,40 +30,38 @@ struct ServerOptions {
   int max_tcp_connections = 1024;
 };
 
-// Query latency (receipt to answer sent or handed back), in lock-free buckets.
-struct LatencyHistogram {
-  // Upper bounds in microseconds; one more bucket counts everything above.
-  static constexpr uint64_t kBoundsUs[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000,
-                                           25000, 50000, 100000, 250000, 500000, 1000000};
-  static constexpr size_t kBuckets = sizeof(kBoundsUs) / sizeof(kBoundsUs[0]) + 1;
-  std::atomic<uint64_t> buckets[kBuckets] = {};  // per bucket, not cumulative
-  std::atomic<uint64_t> sum_ns{0};
-
-  void Observe(uint64_t ns) {
-    size_t i = 0;
-    while (i + 1 < kBuckets && ns > kBoundsUs[i] * 1000) ++i;
-    buckets[i].fetch_add(1, std::memory_order_relaxed);
-    sum_ns.fetch_add(ns, std::memory_order_relaxed);
-  }
-};
-
+// The server's counters, summed over its threads at one moment (DnsServer::stats()).
 struct ServerStats {
-  std::atomic<uint64_t> queries_udp{0};
-  std::atomic<uint64_t> queries_tcp{0};
-  std::atomic<uint64_t> dropped{0};
-  std::atomic<uint64_t> forwarded{0};
-  std::atomic<uint64_t> truncated{0};
-  std::atomic<uint64_t> rcode[16] = {};
+  uint64_t queries_udp = 0;
+  uint64_t queries_tcp = 0;
+  uint64_t dropped = 0;
+  uint64_t forwarded = 0;
+  uint64_t truncated = 0;
+  uint64_t rcode[16] = {};
   // Decoded queries by QTYPE: the types of kCountedTypes, then every other type.
   static constexpr uint16_t kCountedTypes[] = {1, 28, 33, 12, 16, 5, 6, 2, 255};
   static constexpr size_t kQtypeSlots = sizeof(kCountedTypes) / sizeof(kCountedTypes[0]) + 1;
-  std::atomic<uint64_t> qtype[kQtypeSlots] = {};
-  LatencyHistogram latency;
+  uint64_t qtype[kQtypeSlots] = {};
+  // Latency from receipt to the answer sent (a UDP batch: from its receipt to its
+  // send) or handed back (TCP, forwarded), per bucket, not cumulative.
+  static constexpr uint64_t kLatencyBoundsUs[] = {50,    100,   250,    500,    1000,
+                                                  2500,  5000,  10000,  25000,  50000,
+                                                  100000, 250000, 500000, 1000000};
+  // Upper bounds in microseconds; one more bucket counts everything above.
+  static constexpr size_t kLatencyBuckets =
+      sizeof(kLatencyBoundsUs) / sizeof(kLatencyBoundsUs[0]) + 1;
+  uint64_t latency[kLatencyBuckets] = {};
+  uint64_t latency_sum_ns = 0;
 
-  void CountQtype(uint16_t t) {
+  static size_t QtypeSlot(uint16_t t) {
     size_t i = 0;
     while (i + 1 < kQtypeSlots && kCountedTypes[i] != t) ++i;
-    qtype[i].fetch_add(1, std::memory_order_relaxed);
+    return i;
+  }
+  static size_t LatencyBucket(uint64_t ns) {
+    size_t i = 0;
+    while (i + 1 < kLatencyBuckets && ns > kLatencyBoundsUs[i] * 1000) ++i;
+    return i;
   }
 };
 
@@ -97,11 +95,13 @@ class DnsServer {
   void Stop();
   // The bound port (useful with port 0).
   uint16_t port() const { return port_; }
-  const ServerStats& stats() const { return stats_; }
+  // The counters of every thread, added up.
+  ServerStats stats() const;
 
  private:
   struct Worker;
   class TcpLoop;
+  class Counters;
 
   // Where an answer that completes later (a forwarded one) goes. A plain value, so
   // that answering from the zone builds no closure; one is made only to forward.
@@ -113,18 +113,23 @@ class DnsServer {
     void Send(std::vector<uint8_t> response) const;
   };
 
-  // Answers one query. Returns the response length written into `out`, 0 when
-  // the packet is dropped, or -1 when the answer will be sent later to `reply_to`.
+  // Answers one query, counting into `counters` (the calling thread's). Returns the
+  // response length written into `out`, 0 when the packet is dropped, or -1 when
+  // the answer will be sent later to `reply_to`. `zone` must be current.
   int Handle(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
-             ZoneCache* zone, const ReplyTo& reply_to);
-  int HandleTimed(const uint8_t* query, size_t size, uint8_t* out, size_t out_capacity, bool tcp,
-                  ZoneCache* zone, const ReplyTo& reply_to, int64_t start_ns);
+             const ZoneCache& zone, const ReplyTo& reply_to, Counters* counters,
+             int64_t start_ns);
+  // Refreshes `cache` when a new snapshot was published since it was taken.
+  void Refresh(ZoneCache* cache) const;
   void UdpLoop(Worker* worker);
 
   ServerOptions options_;
   const ZoneHolder* zones_;
   Upstream* upstream_;
-  ServerStats stats_;
+  // Each UDP worker's, then the TCP thread's.
+  std::vector<std::unique_ptr<Counters>> thread_counters_;
+  // Counted by the threads that answer forwarded queries (any thread).
+  std::unique_ptr<Counters> async_counters_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -1,5 +1,7 @@
 #include "dns/zone_answer.h"
 
+#include <algorithm>
+
 namespace loom::dns {
 namespace {
 
@@ -11,9 +13,9 @@ bool WriteSoa(const ClusterZone& zone, const Name& apex, MessageWriter* w) {
                    zone.serial(), 7200, 1800, 86400, zone.ttl());
 }
 
-// Adds the records of `entry` that answer `qtype`, owned by `owner`. Returns how
+// Adds the records of `records` that answer `qtype`, owned by `owner`. Returns how
 // many were added; sets `truncated` when one did not fit.
-int AddRecords(const ClusterZone& zone, const ZoneEntry& entry, const Name& owner,
+int AddRecords(const ClusterZone& zone, const ZoneRecords& records, const Name& owner,
                uint16_t qtype, MessageWriter* w, bool* truncated) {
   int added = 0;
   uint32_t ttl = zone.ttl();
@@ -27,10 +29,11 @@ int AddRecords(const ClusterZone& zone, const ZoneEntry& entry, const Name& owne
   };
   bool any = qtype == type::kAny;
   if (any || qtype == type::kA) {
-    for (const auto& a : entry.a) {
-      if (!add(w->AddA(Section::kAnswer, owner, ttl, a.data()))) return added;
+    for (uint32_t i = 0; i < records.a_count; ++i) {
+      if (!add(w->AddA(Section::kAnswer, owner, ttl, records.address(i)))) return added;
     }
   }
+  const ZoneExtra& entry = *records.extra;
   if (any || qtype == type::kSrv) {
     for (const SrvRecord& s : entry.srv) {
       if (!add(w->AddSrv(Section::kAnswer, owner, ttl, s.priority, s.weight, s.port, *s.target))) {
@@ -48,6 +51,13 @@ int AddRecords(const ClusterZone& zone, const ZoneEntry& entry, const Name& owne
 }
 
 }  // namespace
+
+size_t ResponseCapacity(bool tcp, size_t out_capacity, const std::optional<Edns>& edns,
+                        uint16_t max_udp_size) {
+  if (tcp) return std::min<size_t>(out_capacity, 65535);
+  uint16_t client = edns ? std::max<uint16_t>(edns->udp_size, kMinUdpSize) : kMinUdpSize;
+  return std::max<size_t>(std::min<size_t>({out_capacity, client, max_udp_size}), kMinUdpSize);
+}
 
 void BeginResponse(const Query& query, MessageWriter* w) {
   Header h;
@@ -92,8 +102,8 @@ ZoneAnswer AnswerFromZone(const ClusterZone& zone, const Query& query, MessageWr
   const Name& apex = qname.IsSubdomainOf(zone.origin()) ? zone.origin() : zone.reverse_origin();
   uint16_t qtype = query.question.qtype;
 
-  const ZoneEntry* entry = zone.Find(qname);
-  if (entry == nullptr) {
+  std::optional<ZoneRecords> entry = zone.Find(qname);
+  if (!entry) {
     result.rcode = Rcode::kNxDomain;
     w->set_rcode(Rcode::kNxDomain);
     WriteSoa(zone, apex, w);
@@ -104,34 +114,36 @@ ZoneAnswer AnswerFromZone(const ClusterZone& zone, const Query& query, MessageWr
   const Name* owner = &qname;
   // CNAMEs (ExternalName services) are followed inside the zone; a target outside
   // it is handed back to the caller.
-  for (int hop = 0; entry != nullptr && entry->cname && qtype != type::kCname; ++hop) {
+  for (int hop = 0; entry && entry->extra->cname && qtype != type::kCname; ++hop) {
     if (hop >= kMaxChase) {
       result.rcode = Rcode::kServFail;
       w->set_rcode(Rcode::kServFail);
       return result;
     }
-    if (!w->AddNameRecord(Section::kAnswer, *owner, type::kCname, zone.ttl(), *entry->cname)) {
+    if (!w->AddNameRecord(Section::kAnswer, *owner, type::kCname, zone.ttl(),
+                          *entry->extra->cname)) {
       result.truncated = true;
       w->set_tc(true);
       return result;
     }
     ++answers;
-    owner = &*entry->cname;
+    owner = &*entry->extra->cname;
     if (!zone.Covers(*owner)) {
       result.outcome = ZoneOutcome::kExternalCname;
       result.external_target = *owner;
       return result;
     }
     entry = zone.Find(*owner);
-    if (entry == nullptr) {
+    if (!entry) {
       result.rcode = Rcode::kNxDomain;
       w->set_rcode(Rcode::kNxDomain);
       WriteSoa(zone, apex, w);
       return result;
     }
   }
-  if (qtype == type::kCname && entry->cname) {
-    if (w->AddNameRecord(Section::kAnswer, *owner, type::kCname, zone.ttl(), *entry->cname)) {
+  if (qtype == type::kCname && entry->extra->cname) {
+    if (w->AddNameRecord(Section::kAnswer, *owner, type::kCname, zone.ttl(),
+                         *entry->extra->cname)) {
       ++answers;
     } else {
       result.truncated = true;
@@ -154,11 +166,13 @@ ZoneAnswer AnswerFromZone(const ClusterZone& zone, const Query& query, MessageWr
   }
   // SRV targets' addresses go in the additional section when they fit.
   if (qtype == type::kSrv) {
-    for (const SrvRecord& s : entry->srv) {
-      const ZoneEntry* target = zone.Find(*s.target);
-      if (target == nullptr) continue;
-      for (const auto& a : target->a) {
-        if (!w->AddA(Section::kAdditional, *s.target, zone.ttl(), a.data())) return result;
+    for (const SrvRecord& s : entry->extra->srv) {
+      std::optional<ZoneRecords> target = zone.Find(*s.target);
+      if (!target) continue;
+      for (uint32_t i = 0; i < target->a_count; ++i) {
+        if (!w->AddA(Section::kAdditional, *s.target, zone.ttl(), target->address(i))) {
+          return result;
+        }
       }
     }
   }

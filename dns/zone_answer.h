@@ -2,6 +2,8 @@
 // without allocating: the response is written straight into the caller's buffer.
 #pragma once
 
+#include <optional>
+
 #include "dns/cluster_zone.h"
 #include "dns/wire.h"
 
@@ -20,6 +22,12 @@ struct ZoneAnswer {
   Name external_target;
   bool truncated = false;
 };
+
+// How many bytes a response may take: over TCP `out_capacity` (at most 65535), over
+// UDP the client's EDNS0 size (512 without EDNS0) capped by the server's
+// `max_udp_size` and `out_capacity`, never below 512.
+size_t ResponseCapacity(bool tcp, size_t out_capacity, const std::optional<Edns>& edns,
+                        uint16_t max_udp_size);
 
 // Starts a response to `query`: header (id, opcode, RD copied; QR, RA set), and the
 // question. `capacity` is how much the client takes (already bounded by EDNS);

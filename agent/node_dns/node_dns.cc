@@ -213,33 +213,33 @@ Json NodeDns::StatusJson() const {
 
 void NodeDns::UpdateMetrics() {
   if (metrics_ == nullptr || !server_) return;
-  const dns::ServerStats& s = server_->stats();
+  const dns::ServerStats s = server_->stats();
   auto& requests = metrics_->AddCounter("loom_dns_requests_total",
                                         "DNS queries received, by transport.", {"proto"});
-  SyncCounter(requests.WithLabels({"udp"}), s.queries_udp.load());
-  SyncCounter(requests.WithLabels({"tcp"}), s.queries_tcp.load());
+  SyncCounter(requests.WithLabels({"udp"}), s.queries_udp);
+  SyncCounter(requests.WithLabels({"tcp"}), s.queries_tcp);
   auto& by_type = metrics_->AddCounter("loom_dns_queries_by_type_total",
                                        "Decoded DNS queries, by QTYPE.", {"type"});
   static const char* kTypeNames[] = {"A", "AAAA", "SRV", "PTR", "TXT", "CNAME", "SOA", "NS",
                                      "ANY", "other"};
   static_assert(sizeof(kTypeNames) / sizeof(kTypeNames[0]) == dns::ServerStats::kQtypeSlots);
   for (size_t i = 0; i < dns::ServerStats::kQtypeSlots; ++i) {
-    SyncCounter(by_type.WithLabels({kTypeNames[i]}), s.qtype[i].load());
+    SyncCounter(by_type.WithLabels({kTypeNames[i]}), s.qtype[i]);
   }
   auto& responses =
       metrics_->AddCounter("loom_dns_responses_total", "DNS responses, by rcode.", {"rcode"});
   for (int i = 0; i < 16; ++i) {
-    uint64_t v = s.rcode[i].load();
+    uint64_t v = s.rcode[i];
     if (v != 0 || i == 0 || i == 3) SyncCounter(responses.WithLabels({RcodeName(i)}), v);
   }
   auto counter = [&](std::string_view name, std::string_view help, uint64_t v) {
     SyncCounter(metrics_->AddCounter(name, help).Get(), v);
   };
   counter("loom_dns_dropped_total", "DNS packets dropped (malformed beyond a reply).",
-          s.dropped.load());
-  counter("loom_dns_forwarded_total", "DNS queries handed to the forwarder.", s.forwarded.load());
+          s.dropped);
+  counter("loom_dns_forwarded_total", "DNS queries handed to the forwarder.", s.forwarded);
   counter("loom_dns_truncated_total", "DNS answers sent with TC set (too big for UDP).",
-          s.truncated.load());
+          s.truncated);
   counter("loom_dns_zone_updates_total", "Cluster zones built from the store's state.",
           zone_updates_.load());
   counter("loom_dns_zone_errors_total", "Cluster zone builds that failed.", zone_errors_.load());
@@ -272,22 +272,22 @@ void NodeDns::UpdateMetrics() {
 
 std::string NodeDns::RenderLatency() const {
   if (!server_) return "";
-  const dns::LatencyHistogram& h = server_->stats().latency;
+  const dns::ServerStats s = server_->stats();
   constexpr std::string_view kName = "loom_dns_request_duration_seconds";
   std::string out = StrCat("# HELP ", kName,
                            " Time from receiving a DNS query to answering it.\n# TYPE ", kName,
                            " histogram\n");
   uint64_t cumulative = 0;
-  for (size_t i = 0; i < dns::LatencyHistogram::kBuckets; ++i) {
-    cumulative += h.buckets[i].load(std::memory_order_relaxed);
-    std::string le = i + 1 < dns::LatencyHistogram::kBuckets
+  for (size_t i = 0; i < dns::ServerStats::kLatencyBuckets; ++i) {
+    cumulative += s.latency[i];
+    std::string le = i + 1 < dns::ServerStats::kLatencyBuckets
                          ? metrics::FormatValue(
-                               static_cast<double>(dns::LatencyHistogram::kBoundsUs[i]) / 1e6)
+                               static_cast<double>(dns::ServerStats::kLatencyBoundsUs[i]) / 1e6)
                          : "+Inf";
     out += StrCat(kName, "_bucket{le=\"", le, "\"} ", cumulative, "\n");
   }
   out += StrCat(kName, "_sum ",
-                metrics::FormatValue(static_cast<double>(h.sum_ns.load()) / 1e9), "\n");
+                metrics::FormatValue(static_cast<double>(s.latency_sum_ns) / 1e9), "\n");
   out += StrCat(kName, "_count ", cumulative, "\n");
   return out;
 }

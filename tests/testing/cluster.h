@@ -63,6 +63,8 @@ class Cluster {
   const Node& node(int i) const { return nodes_[i]; }
   const std::string& prefix() const { return prefix_; }
   std::string StoreUrl() const;
+  // The etcd process (-1 with ClusterOptions::etcd false), e.g. to pin it.
+  pid_t etcd_pid() const { return etcd_ ? etcd_->pid() : -1; }
 
   // Starts node i's loomd (again) and waits for its API to answer.
   absl::Status StartLoomd(int i);

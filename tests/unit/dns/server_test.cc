@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -21,6 +24,7 @@ namespace {
 
 using ::loom::testing::RunCommand;
 using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
 using ::testing::Not;
 
 model::Service Svc(std::string name, model::ServiceType type, std::string ip = "") {
@@ -155,6 +159,41 @@ TEST_F(DnsServerTest, ForwardsOtherNamesAndExternalNameTargets) {
   EXPECT_THAT(ext, HasSubstr("CNAME example.org."));
   EXPECT_THAT(ext, HasSubstr("example.org. 300 IN A 192.0.2.77"));
   EXPECT_EQ(upstream_.calls.load(), 2);
+}
+
+// Each worker and the TCP thread count on their own; stats() adds them up, the
+// counts outlive Stop(), and the threads carry names one can pin them by.
+TEST_F(DnsServerTest, CountsOnEveryThreadAndNamesTheThreads) {
+  std::set<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  EXPECT_THAT(names, IsSupersetOf({"dns-udp-0", "dns-udp-1", "dns-tcp"}));
+
+  for (int i = 0; i < 4; ++i) Dig({"web.default.svc.cluster.local", "A"});  // the fast path
+  Dig({"web.default.svc.cluster.local", "AAAA"});                        // NODATA
+  Dig({"nope.default.svc.cluster.local", "A"});                          // NXDOMAIN
+  Dig({"_http._tcp.web.default.svc.cluster.local", "SRV"});              // the general path
+  Dig({"+tcp", "web.default.svc.cluster.local", "A"});
+  Dig({"www.example.com", "A"});                                         // forwarded
+  ServerStats s = server_->stats();
+  EXPECT_EQ(s.queries_udp, 8u);
+  EXPECT_EQ(s.queries_tcp, 1u);
+  EXPECT_EQ(s.forwarded, 1u);
+  EXPECT_EQ(s.qtype[ServerStats::QtypeSlot(type::kA)], 7u);
+  EXPECT_EQ(s.qtype[ServerStats::QtypeSlot(type::kAaaa)], 1u);
+  EXPECT_EQ(s.qtype[ServerStats::QtypeSlot(type::kSrv)], 1u);
+  EXPECT_EQ(s.rcode[static_cast<int>(Rcode::kNoError)], 8u);
+  EXPECT_EQ(s.rcode[static_cast<int>(Rcode::kNxDomain)], 1u);
+  uint64_t timed = 0;
+  for (uint64_t n : s.latency) timed += n;
+  EXPECT_EQ(timed, 9u);
+  EXPECT_GT(s.latency_sum_ns, 0u);
+  server_->Stop();
+  EXPECT_EQ(server_->stats().queries_udp, 8u);
 }
 
 TEST_F(DnsServerTest, RefusesOtherClassesTransfersAndOpcodes) {

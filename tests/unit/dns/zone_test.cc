@@ -345,11 +345,11 @@ TEST(ZoneUpdateTest, OneChangeRebuildsOnlyItsShards) {
   ASSERT_OK_AND_ASSIGN(auto next,
                        ClusterZone::Update(zone, ZoneOptions{}, services, {}, {"default/fresh"}));
   EXPECT_EQ(next->rebuilt_shards(), 2);  // its forward shard and its address's reverse shard
-  EXPECT_NE(next->Find(N("fresh.default.svc.cluster.local")), nullptr);
-  EXPECT_NE(next->Find(N("1.200.96.10.in-addr.arpa")), nullptr);
-  EXPECT_NE(next->Find(N("200.96.10.in-addr.arpa")), nullptr);  // a new reverse prefix
-  EXPECT_EQ(zone->Find(N("fresh.default.svc.cluster.local")), nullptr);  // the old one stands
-  EXPECT_NE(next->Find(N("svc9999.default.svc.cluster.local")), nullptr);
+  EXPECT_TRUE(next->Find(N("fresh.default.svc.cluster.local")).has_value());
+  EXPECT_TRUE(next->Find(N("1.200.96.10.in-addr.arpa")).has_value());
+  EXPECT_TRUE(next->Find(N("200.96.10.in-addr.arpa")).has_value());  // a new reverse prefix
+  EXPECT_FALSE(zone->Find(N("fresh.default.svc.cluster.local")).has_value());  // the old one stands
+  EXPECT_TRUE(next->Find(N("svc9999.default.svc.cluster.local")).has_value());
   // Other options: a full build.
   ASSERT_OK_AND_ASSIGN(auto other, ClusterZone::Update(next, ZoneOptions{"cluster.local", 30},
                                                        services, {}, {}));
