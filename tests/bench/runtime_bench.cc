@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tests/integration/cni_node.h"
+#include "tests/testing/cluster.h"
 #include "tests/testing/command.h"
 #include "tests/testing/subprocess.h"
 #include "tests/unit/runtime/busybox_image.h"
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < n + 3; ++i) {  // 3 warm-up rounds are not counted
       std::string name = absl::StrCat("b", getpid(), "-", i);
       double l = TimeMs({loomctl, sock, "run", "-d", "--name", name, "busybox", "sleep", "1000"});
-      double c = TimeMs(ctr({"run", "-d", ref, name, "sleep", "1000"}));
+      double c = TimeMs(ctr({"run", "-d", "--cgroup", absl::StrCat("/", cgroup, "-ctr/", name), ref, name, "sleep", "1000"}));
       TimeMs({loomctl, sock, "rm", "-f", name});
       TimeMs(ctr({"task", "kill", "-s", "KILL", name}));
       for (int k = 0; k < 50; ++k) {
@@ -161,6 +162,11 @@ int main(int argc, char** argv) {
   for (auto it = ours.rbegin(); it != ours.rend(); ++it) RunCommand({"umount", "-l", *it}).IgnoreError();
   node->reset();
   for (const char* ctrl : {"memory", "cpu", "pids"}) rmdir(absl::StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup).c_str());
+  // runc's cgroups of the ctr containers (a parent of our own, not containerd's /default).
+  loom::testing::RemoveV1CgroupTrees(cgroup + "-ctr");
+  if (std::string cg2 = loom::testing::HostCgroup2Mount(); !cg2.empty()) {
+    loom::testing::RemoveCgroupTree(absl::StrCat(cg2, "/", cgroup, "-ctr"));
+  }
   std::error_code ec;
   fs::remove_all(conf_dir, ec);
   return rc;

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/cni_node.h"
 #include "tests/testing/command.h"
+#include "tests/testing/cluster.h"
 #include "tests/testing/privileged.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
@@ -128,6 +129,16 @@ class ContainerdTest : public ::testing::Test {
       testing::RunCommand({"umount", "-l", *it}).IgnoreError();
     }
     node_.reset();
+    // runc's cgroups of the containers (under a parent of the test's own, not
+    // containerd's default /<namespace>/<id>, so nothing of the machine's is touched).
+    testing::RemoveV1CgroupTrees(cgroup_parent_);
+    if (std::string cg2 = testing::HostCgroup2Mount(); !cg2.empty()) {
+      testing::RemoveCgroupTree(StrCat(cg2, "/", cgroup_parent_));
+    }
+  }
+
+  std::string CgroupPath(const std::string& container) const {
+    return StrCat("/", cgroup_parent_, "/", container);
   }
 
   std::vector<std::string> CtrArgv(const std::vector<std::string>& args) {
@@ -151,6 +162,7 @@ class ContainerdTest : public ::testing::Test {
 
   std::unique_ptr<testing::CniNode> node_;
   std::string t_;
+  const std::string cgroup_parent_ = StrCat("lmctr-", getpid());
   std::unique_ptr<testing::Subprocess> containerd_;
   std::vector<std::string> names_;
 };
@@ -160,7 +172,7 @@ TEST_F(ContainerdTest, CtrRunCniAttachesTwoContainersThatReachEachOther) {
   names_ = {c1, c2};
   // c1 runs in the foreground of its own ctr (which DELs when the task ends).
   absl::StatusOr<std::unique_ptr<testing::Subprocess>> first = testing::Subprocess::Start(
-      CtrArgv({"run", "--rm", "--cni", kImage, c1, "sleep", "60"}), {t_ + "/c1.log", {}});
+      CtrArgv({"run", "--rm", "--cni", "--cgroup", CgroupPath(c1), kImage, c1, "sleep", "60"}), {t_ + "/c1.log", {}});
   ASSERT_OK(first.status());
   absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (PodRoutes().empty() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(100));
@@ -171,7 +183,7 @@ TEST_F(ContainerdTest, CtrRunCniAttachesTwoContainersThatReachEachOther) {
 
   // c2 pings c1 and prints its own address.
   absl::StatusOr<std::string> out =
-      Ctr({"run", "--rm", "--cni", kImage, c2, "sh", "-c", "ip -4 -o addr show eth0; ping -c2 -W2 " + ip1});
+      Ctr({"run", "--rm", "--cni", "--cgroup", CgroupPath(c2), kImage, c2, "sh", "-c", "ip -4 -o addr show eth0; ping -c2 -W2 " + ip1});
   ASSERT_OK(out.status());
   EXPECT_THAT(*out, HasSubstr("inet 10.244.0."));
   EXPECT_THAT(*out, HasSubstr("2 packets received"));
