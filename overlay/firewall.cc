@@ -24,6 +24,17 @@ std::string Body(const FirewallRules& r) {
               "    type nat hook postrouting priority srcnat; policy accept;\n",
               "    ip saddr ", cidr, " ip daddr != ", cidr, " counter masquerade\n  }\n");
   }
+  if (r.dns_ip) {
+    const std::string ip = r.dns_ip->ToString();
+    StrAppend(&s, "  chain dns_notrack_in {\n",
+              "    type filter hook prerouting priority raw; policy accept;\n",
+              "    ip daddr ", ip, " udp dport ", r.dns_port, " notrack\n",
+              "    ip daddr ", ip, " tcp dport ", r.dns_port, " notrack\n  }\n",
+              "  chain dns_notrack_out {\n",
+              "    type filter hook output priority raw; policy accept;\n",
+              "    ip saddr ", ip, " udp sport ", r.dns_port, " notrack\n",
+              "    ip saddr ", ip, " tcp sport ", r.dns_port, " notrack\n  }\n");
+  }
   return s;
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -24,6 +25,10 @@ struct FirewallRules {
   std::set<net::Ipv4Address> nodes;  // every node's underlay address, ours included
   net::Ipv4Prefix cluster_cidr;
   bool masquerade = true;
+  // The node-local DNS address: its queries and answers skip connection tracking (as
+  // NodeLocal DNSCache does), so no conntrack entry per query and no conntrack races.
+  std::optional<net::Ipv4Address> dns_ip;
+  uint16_t dns_port = 53;
   friend bool operator==(const FirewallRules&, const FirewallRules&) = default;
 };
 

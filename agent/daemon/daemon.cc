@@ -388,6 +388,10 @@ absl::Status Daemon::StartOverlay(const Underlay& underlay, NodeInfo* node) {
   o.underlay_iface = underlay.iface;
   ASSIGN_OR_RETURN(o.underlay_ip, net::Ipv4Address::Parse(underlay.ip));
   o.direct_routing = config_.direct_routing;
+  if (absl::StatusOr<net::Ipv4Address> dns = net::Ipv4Address::Parse(config_.dns_addr.host); dns.ok()) {
+    o.dns_ip = *dns;
+    o.dns_port = config_.dns_addr.port;
+  }
   o.subnet_grace = config_.subnet_grace;
   o.metrics = &metrics_;
   ASSIGN_OR_RETURN(std::unique_ptr<overlay::OverlayKernel> kernel,

@@ -91,6 +91,8 @@ absl::Status OverlayController::Reconcile(const std::map<std::string, std::strin
   rules.vxlan_port = options_.port;
   rules.cluster_cidr = options_.cluster_cidr;
   rules.masquerade = options_.masquerade;
+  rules.dns_ip = options_.dns_ip;
+  rules.dns_port = options_.dns_port;
   rules.nodes.insert(options_.underlay_ip);
   std::vector<overlay::Peer> peers;
   for (const auto& [name, value] : nodes) {

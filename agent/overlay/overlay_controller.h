@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -37,6 +38,9 @@ struct OverlayControllerOptions {
   net::Ipv4Address underlay_ip;
   bool direct_routing = false;
   bool masquerade = true;
+  // The node-local DNS address and port: exempt from connection tracking.
+  std::optional<net::Ipv4Address> dns_ip;
+  uint16_t dns_port = 53;
   absl::Duration subnet_grace = absl::Minutes(10);
   // A full reconcile this often even without store events (repairs outside changes).
   absl::Duration resync_period = absl::Seconds(30);

@@ -29,6 +29,23 @@ TEST(FirewallTest, RendersNodeAllowListAndMasquerade) {
   s = RenderNftScript(r);
   EXPECT_THAT(s, Not(HasSubstr("masquerade")));
   EXPECT_THAT(s, Not(HasSubstr("elements")));  // an empty set drops every VXLAN packet
+  EXPECT_THAT(s, Not(HasSubstr("notrack")));
+}
+
+TEST(FirewallTest, NodeLocalDnsSkipsConnectionTracking) {
+  FirewallRules r;
+  r.cluster_cidr = net::Ipv4Prefix::Parse("10.244.0.0/16").value();
+  std::string before = RulesetTag(r);
+  r.dns_ip = net::Ipv4Address(169, 254, 20, 10);
+  r.dns_port = 53;
+  std::string s = RenderNftScript(r);
+  EXPECT_NE(RulesetTag(r), before);
+  EXPECT_THAT(s, HasSubstr("type filter hook prerouting priority raw; policy accept;\n"
+                           "    ip daddr 169.254.20.10 udp dport 53 notrack\n"
+                           "    ip daddr 169.254.20.10 tcp dport 53 notrack\n"));
+  EXPECT_THAT(s, HasSubstr("type filter hook output priority raw; policy accept;\n"
+                           "    ip saddr 169.254.20.10 udp sport 53 notrack\n"
+                           "    ip saddr 169.254.20.10 tcp sport 53 notrack\n"));
 }
 
 }  // namespace
