@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -686,7 +688,32 @@ ProgrammedMaps BpfLoadBalancer::ReadProgrammed() const {
   return out;
 }
 
+namespace {
+
+// While every interface is probed for Loom's tc programs, interfaces without a clsact
+// qdisc make the kernel answer "Parent Qdisc doesn't exists", which libbpf prints:
+// expected there, so dropped; anything else goes to the previous printer.
+libbpf_print_fn_t g_previous_print = nullptr;
+
+int SweepPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  if (std::strstr(format, "Kernel error message") != nullptr) {
+    va_list copy;
+    va_copy(copy, args);
+    char text[256];
+    std::vsnprintf(text, sizeof text, format, copy);
+    va_end(copy);
+    if (std::strstr(text, "Parent Qdisc") != nullptr) return 0;
+  }
+  return g_previous_print != nullptr ? g_previous_print(level, format, args) : 0;
+}
+
+}  // namespace
+
 absl::StatusOr<int> BpfLoadBalancer::DetachTcEverywhere() {
+  g_previous_print = libbpf_set_print(SweepPrint);
+  struct Restore {
+    ~Restore() { libbpf_set_print(g_previous_print); }
+  } restore;
   struct if_nameindex* names = if_nameindex();
   if (names == nullptr) return ErrnoToStatus(errno, "list interfaces");
   int removed = 0;
