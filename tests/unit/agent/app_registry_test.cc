@@ -2,12 +2,11 @@
 // history pruning, undo, delete (with the history), against the embedded store.
 #include "agent/apps/app_registry.h"
 
-#include <filesystem>
-
 #include "common/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_store.h"
 #include "tests/testing/yaml_manifest.h"
 
 namespace loom::agent {
@@ -25,19 +24,10 @@ Json Manifest(const std::string& image, int replicas = 3) {
 class AppRegistryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/loom-apps-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK_AND_ASSIGN(store_, store::OpenStore("embedded", dir_));
+    ASSERT_OK(store_.Open("loom-apps"));
     registry_ = std::make_unique<AppRegistry>(store_.get());
   }
-  void TearDown() override {
-    registry_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::string dir_;
-  std::unique_ptr<store::Store> store_;
+  testing::TempStore store_;
   std::unique_ptr<AppRegistry> registry_;
 };
 

@@ -2,32 +2,20 @@
 // agents' LostNodes, and the node's own LostNodes undoes it when the node is back.
 #include "agent/services/lost_nodes.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
-
 #include "absl/time/clock.h"
 #include "agent/store/store.h"
 #include "common/model/objects.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_store.h"
 
 namespace loom::agent {
 namespace {
 
 class LostNodesTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/loom-lost-nodes-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK_AND_ASSIGN(store_, store::OpenStore("embedded", dir_));
-  }
-  void TearDown() override {
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void SetUp() override { ASSERT_OK(store_.Open("loom-lost-nodes")); }
 
   // node's key on a lease (what its registrar writes).
   store::LeaseId Register(const std::string& node, absl::Duration ttl = absl::Hours(1)) {
@@ -63,8 +51,7 @@ class LostNodesTest : public ::testing::Test {
     return pred();
   }
 
-  std::string dir_;
-  std::unique_ptr<store::Store> store_;
+  testing::TempStore store_;
 };
 
 TEST_F(LostNodesTest, ALostNodesReadyPodsTurnNotReadyAndComeBackWithIt) {

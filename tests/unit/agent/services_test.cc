@@ -1,6 +1,5 @@
 // The service registry (apply, ClusterIP allocation, delete) and the service state
 // controller, against the embedded store in a temporary directory.
-#include <filesystem>
 #include <future>
 #include <map>
 #include <random>
@@ -13,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_store.h"
 #include "tests/testing/yaml_manifest.h"
 
 namespace loom::agent {
@@ -34,24 +34,15 @@ spec:
 class ServicesTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/loom-services-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    ASSERT_OK_AND_ASSIGN(store_, store::OpenStore("embedded", dir_));
+    ASSERT_OK(store_.Open("loom-services"));
     ServiceRegistryOptions o;
     o.cidr = {0x0A600000, 28};  // 10.96.0.0/28: 14 usable, minus the reserved one
     o.reserved = {0x0A600005};  // 10.96.0.5
     o.start_offset = 1;
     registry_ = std::make_unique<ServiceRegistry>(store_.get(), o);
   }
-  void TearDown() override {
-    registry_.reset();
-    store_.reset();
-    std::filesystem::remove_all(dir_);
-  }
 
-  std::string dir_;
-  std::unique_ptr<store::Store> store_;
+  testing::TempStore store_;
   std::unique_ptr<ServiceRegistry> registry_;
 };
 
