@@ -94,9 +94,8 @@ bool Reconciler::Probe(const model::App& app, const LocalReplica& replica, Track
   return false;
 }
 
-bool Reconciler::RemoveNow(const std::string& app, int ordinal, const std::string& id,
-                           absl::Duration grace, const std::string& reason, absl::Time now,
-                           absl::Time* next) {
+bool Reconciler::TryRemove(const std::string& app, int ordinal, const std::string& id,
+                           absl::Duration grace, absl::Time now, absl::Time* next) {
   absl::Status s = runtime_->Remove(id, grace);
   if (!s.ok()) {
     Event(app, ordinal, "Warning", "FailedRemove", std::string(s.message()), now);
@@ -104,6 +103,13 @@ bool Reconciler::RemoveNow(const std::string& app, int ordinal, const std::strin
     return false;
   }
   tracked_.erase(id);
+  return true;
+}
+
+bool Reconciler::RemoveNow(const std::string& app, int ordinal, const std::string& id,
+                           absl::Duration grace, const std::string& reason, absl::Time now,
+                           absl::Time* next) {
+  if (!TryRemove(app, ordinal, id, grace, now, next)) return false;
   Event(app, ordinal, "Normal", "Removed", StrCat("replica ", id.substr(0, 12), ": ", reason), now);
   return true;
 }
@@ -252,13 +258,7 @@ absl::Time Reconciler::Pass(const ClusterView& view, absl::Time now) {
             }
             break;
           }
-          absl::Status s = runtime_->Remove(a.id, grace);
-          if (!s.ok()) {
-            Event(key, a.ordinal, "Warning", "FailedRemove", std::string(s.message()), now);
-            next = std::min(next, now + absl::Seconds(1));
-            break;
-          }
-          tracked_.erase(a.id);
+          if (!TryRemove(key, a.ordinal, a.id, grace, now, &next)) break;
           OrdinalFailures& f = failures_[key][a.ordinal];
           ++f.count;
           f.last = now;

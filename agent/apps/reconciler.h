@@ -143,7 +143,10 @@ class Reconciler {
   // endpoints or `drain` is zero); `app` is the App key.
   void BeginRemoval(const std::string& app, const LocalReplica& replica, std::string reason,
                     absl::Duration drain, absl::Duration grace, absl::Time now, absl::Time* next);
-  // Stops and removes now; false (and an event) when the runtime failed.
+  // Stops and removes now, forgetting its state; false (and a FailedRemove event,
+  // another pass in 1 s) when the runtime failed. RemoveNow also records Removed.
+  bool TryRemove(const std::string& app, int ordinal, const std::string& id, absl::Duration grace,
+                 absl::Time now, absl::Time* next);
   bool RemoveNow(const std::string& app, int ordinal, const std::string& id, absl::Duration grace,
                  const std::string& reason, absl::Time now, absl::Time* next);
 
