@@ -95,6 +95,7 @@ Json AgentStatusToJson(const AgentStatus& s) {
                {{"kind", s.store_kind}, {"healthy", s.store_healthy}, {"revision", s.revision}}},
               {"uptimeSeconds", s.uptime_seconds},
               {"ready", s.ready}};
+  if (!s.store_error.empty()) j["store"]["error"] = s.store_error;
   if (!s.dns.is_null()) j["dns"] = s.dns;
   if (!s.lb.is_null()) j["lb"] = s.lb;
   if (!s.ingress.is_null()) j["ingress"] = s.ingress;
@@ -140,7 +141,7 @@ bool Daemon::Ready(std::string* reason) const {
   return dns->Ready(reason);
 }
 
-AgentStatus Daemon::Status() const {
+AgentStatus Daemon::LocalStatus() const {
   AgentStatus s;
   s.node = config_.node_name;
   s.version = std::string(kVersion);
@@ -150,14 +151,25 @@ AgentStatus Daemon::Status() const {
     // A range read of our own key: cheap, and it returns the store revision.
     absl::StatusOr<store::RangeResult> r = store->Range(NodeKey(config_.node_name));
     s.store_healthy = r.ok();
-    if (r.ok()) s.revision = r->revision;
+    if (r.ok()) {
+      s.revision = r->revision;
+    } else {
+      s.store_error = std::string(r.status().message());
+    }
+  } else {
+    s.store_error = "not open";
   }
   std::string reason;
   s.ready = Ready(&reason);
   if (NodeDns* dns = live_dns_.load(); dns != nullptr) s.dns = dns->StatusJson();
   if (LbController* lb = live_lb_.load(); lb != nullptr) s.lb = lb->StatusJson();
   if (IngressController* ing = live_ingress_.load(); ing != nullptr) s.ingress = ing->StatusJson();
-  s.components = ComponentsHealth();
+  return s;
+}
+
+AgentStatus Daemon::Status() const {
+  AgentStatus s = LocalStatus();
+  s.components = HealthOf(s);
   if (store::Store* store = open_store_.load(); store != nullptr) {
     absl::StatusOr<Json> nodes = ClusterHealth(store);
     if (nodes.ok()) s.nodes = *std::move(nodes);
@@ -165,18 +177,17 @@ AgentStatus Daemon::Status() const {
   return s;
 }
 
-Json Daemon::ComponentsHealth() const {
+Json Daemon::ComponentsHealth() const { return HealthOf(LocalStatus()); }
+
+Json Daemon::HealthOf(const AgentStatus& s) const {
   Json c = Json::object();
-  store::Store* store = open_store_.load();
-  absl::StatusOr<store::RangeResult> own =
-      store == nullptr ? absl::UnavailableError("not open") : store->Range(NodeKey(config_.node_name));
   NodeRegistrar* registrar = live_registrar_.load();
-  if (!own.ok()) {
-    c["store"] = ComponentHealth("down", std::string(own.status().message()));
+  if (!s.store_healthy) {
+    c["store"] = ComponentHealth("down", s.store_error);
   } else if (registrar != nullptr && !registrar->healthy()) {
     c["store"] = ComponentHealth("degraded", StrCat("lease: ", registrar->last_error()));
   } else {
-    c["store"] = ComponentHealth("ok", config_.store_url == "embedded" ? "embedded" : "etcd");
+    c["store"] = ComponentHealth("ok", s.store_kind);
   }
   if (!config_.overlay) {
     c["overlay"] = ComponentHealth("off");
@@ -185,10 +196,10 @@ Json Daemon::ComponentsHealth() const {
   } else {
     c["overlay"] = ComponentHealth("ok", StrCat(overlay_->pod_cidr().ToString(), ", ", overlay_->peers(), " peers"));
   }
-  if (NodeDns* dns = live_dns_.load(); dns == nullptr) {
+  if (s.dns.is_null()) {
     c["dns"] = ComponentHealth("down", "not started");
   } else {
-    Json d = dns->StatusJson();
+    const Json& d = s.dns;
     Json fwd = d.value("forwarding", Json::object());
     std::string detail = StrCat(d.value("address", ""), ", ", d["zone"].value("services", 0), " services");
     if (!d.value("serving", false)) {
@@ -203,20 +214,18 @@ Json Daemon::ComponentsHealth() const {
   }
   if (!config_.lb) {
     c["lb"] = ComponentHealth("off");
-  } else if (LbController* lb = live_lb_.load(); lb == nullptr) {
+  } else if (s.lb.is_null()) {
     c["lb"] = ComponentHealth("down", "not started");
   } else {
-    Json l = lb->StatusJson();
-    c["lb"] = ComponentHealth("ok", StrCat(l.value("services", 0), " services, ", l.value("backends", 0), " backends"));
+    c["lb"] = ComponentHealth("ok", StrCat(s.lb.value("services", 0), " services, ", s.lb.value("backends", 0), " backends"));
   }
   if (!config_.ingress) {
     c["ingress"] = ComponentHealth("off");
-  } else if (IngressController* ing = live_ingress_.load(); ing == nullptr) {
+  } else if (s.ingress.is_null()) {
     c["ingress"] = ComponentHealth("down", "not started");
   } else {
-    Json i = ing->StatusJson();
-    std::string detail = StrCat(":", i.value("httpPort", 0), ", ", i.value("routes", 0), " routes");
-    size_t problems = i.value("problems", Json::array()).size();
+    std::string detail = StrCat(":", s.ingress.value("httpPort", 0), ", ", s.ingress.value("routes", 0), " routes");
+    size_t problems = s.ingress.value("problems", Json::array()).size();
     c["ingress"] = problems == 0 ? ComponentHealth("ok", detail)
                                  : ComponentHealth("degraded", StrCat(detail, ", ", problems, " problems"));
   }

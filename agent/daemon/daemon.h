@@ -45,6 +45,7 @@ struct AgentStatus {
   std::string version;
   std::string store_kind;  // "embedded" or "etcd"
   bool store_healthy = false;
+  std::string store_error;  // why not, when not healthy
   store::Revision revision = 0;
   int64_t uptime_seconds = 0;
   bool ready = false;
@@ -80,6 +81,10 @@ class Daemon {
   std::string cgroup2_dir() const;
 
  private:
+  // Status() without the components' health and the other nodes'.
+  AgentStatus LocalStatus() const;
+  // The components' health from what LocalStatus() read.
+  Json HealthOf(const AgentStatus& local) const;
   void Undo();
   // Claims the subnet and sets up the device; fills the node's podCIDR and vtepMAC.
   absl::Status StartOverlay(const Underlay& underlay, NodeInfo* node);
