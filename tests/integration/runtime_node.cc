@@ -9,7 +9,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/json.h"
 #include "common/status.h"
@@ -17,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/unit/runtime/busybox_image.h"
 #include "tests/testing/cluster.h"
+#include "tests/testing/loom_cleanup.h"
 
 namespace loom::testing {
 namespace {
@@ -90,36 +90,16 @@ CommandResult RuntimeNode::Ctl(std::vector<std::string> args, absl::Duration tim
 
 RuntimeNode::~RuntimeNode() {
   if (node_) {
-    // Whatever a test left running, through loomd (started again if need be).
-    CommandResult ps = Ctl({"ps", "-a", "-o", "json"});
-    if (ps.exit_code != 0 && node_->StartLoomd().ok()) ps = Ctl({"ps", "-a", "-o", "json"});
-    // Apps first, or their reconciler starts the replicas again.
-    CommandResult apps = Ctl({"get", "apps", "-A", "-o", "json"});
-    absl::StatusOr<Json> app_list = ParseJson(apps.out);
-    if (app_list.ok() && app_list->contains("items")) {
-      for (const Json& a : (*app_list)["items"]) {
-        Ctl({"delete", "app", a["metadata"].value("name", ""), "-n", a["metadata"].value("namespace", "default")});
-      }
-    }
-    absl::StatusOr<Json> list = ParseJson(ps.out);
-    if (list.ok() && list->contains("items")) {
-      for (const Json& c : (*list)["items"]) Ctl({"rm", "-f", c.value("id", "")});
-    }
+    // Whatever a test left running, through loomd (started again if need be); Apps
+    // first, or their reconciler starts the replicas again.
+    Loomctl ctl = [this](std::vector<std::string> args) { return Ctl(std::move(args)); };
+    std::optional<std::vector<Json>> containers = ListContainers(ctl);
+    if (!containers && node_->StartLoomd().ok()) containers = ListContainers(ctl);
+    DeleteAllApps(ctl);
+    RemoveContainers(ctl, containers.value_or(std::vector<Json>{}));
     (void)node_->StopLoomd(SIGKILL);
     // Then by force: processes in the test's cgroups, mounts under its folder.
-    for (const char* ctrl : {"memory", "cpu", "pids"}) {
-      const std::string parent = StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_);
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(parent, ec)) {
-        if (!e.is_directory()) continue;
-        for (absl::string_view p : absl::StrSplit(Slurp(e.path().string() + "/cgroup.procs"), '\n', absl::SkipEmpty())) {
-          int pid;
-          if (absl::SimpleAtoi(p, &pid)) ::kill(pid, SIGKILL);
-        }
-        absl::SleepFor(absl::Milliseconds(100));
-        ::rmdir(e.path().c_str());
-      }
-    }
+    RemoveV1CgroupTrees(cgroup_parent_);
     for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mountinfo"), '\n', absl::SkipEmpty())) {
       std::vector<std::string> f = absl::StrSplit(line, ' ');
       if (f.size() > 4 && f[4].rfind(node_->dir(), 0) == 0) {
@@ -135,9 +115,6 @@ RuntimeNode::~RuntimeNode() {
     fs::remove_all(lb_bpffs_dir_, ec);  // unpinned links detach: nothing holds them now
     ::umount2(lb_bpffs_mount_.c_str(), MNT_DETACH);
     ::rmdir(lb_bpffs_mount_.c_str());
-  }
-  for (const char* ctrl : {"memory", "cpu", "pids"}) {
-    ::rmdir(StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup_parent_).c_str());
   }
   std::error_code ec;
   fs::remove_all(conf_dir_, ec);

@@ -20,6 +20,7 @@
 #include "common/status.h"
 #include "common/strings.h"
 #include "tests/testing/command.h"
+#include "tests/testing/loom_cleanup.h"
 
 namespace loom::testing {
 namespace {
@@ -373,31 +374,26 @@ std::string Cluster::LogTail(int i) const {
 
 // Apps first (or their reconcilers start the replicas again), then every container,
 // through the loomds still running.
-void Cluster::RemoveContainers() {
+void Cluster::RemoveAppsAndContainers() {
+  auto ctl = [this](int i) -> Loomctl {
+    return [this, i](std::vector<std::string> args) { return Ctl(i, std::move(args), absl::Seconds(30)); };
+  };
   for (int i = 0; i < size(); ++i) {
     if (!nodes_[i].loomd) continue;
-    absl::StatusOr<Json> apps = ParseJson(Ctl(i, {"get", "apps", "-A", "-o", "json"}, absl::Seconds(10)).out);
-    if (apps.ok() && apps->contains("items")) {
-      for (const Json& a : (*apps)["items"]) {
-        Ctl(i, {"delete", "app", a["metadata"].value("name", ""), "-n",
-                a["metadata"].value("namespace", "default")},
-            absl::Seconds(10));
-      }
-    }
+    DeleteAllApps(ctl(i));
     break;
   }
   // The reconcilers drain and remove the replicas (one starting meanwhile included).
   auto replicas_left = [&] {
     for (int i = 0; i < size(); ++i) {
       if (!nodes_[i].loomd) continue;
-      CommandResult ps = Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10));
-      absl::StatusOr<Json> list = ParseJson(ps.out);
-      if (!list.ok() || !list->contains("items")) {
-        LOG_WARNING("teardown: cannot list a node's containers", {"node", nodes_[i].name}, {"error", ps.err});
+      std::optional<std::vector<Json>> list = ListContainers(ctl(i));
+      if (!list) {
+        LOG_WARNING("teardown: cannot list a node's containers", {"node", nodes_[i].name});
         continue;
       }
-      for (const Json& c : (*list)["items"]) {
-        if (c.value("labels", Json::object()).contains("loom.io/app")) return true;
+      for (const Json& c : *list) {
+        if (IsAppReplica(c)) return true;
       }
     }
     return false;
@@ -412,14 +408,12 @@ void Cluster::RemoveContainers() {
   }
   for (int i = 0; i < size(); ++i) {
     if (!nodes_[i].loomd) continue;
-    absl::StatusOr<Json> list = ParseJson(Ctl(i, {"ps", "-a", "-o", "json"}, absl::Seconds(10)).out);
-    if (!list.ok() || !list->contains("items")) continue;
-    for (const Json& c : (*list)["items"]) Ctl(i, {"rm", "-f", c.value("id", "")}, absl::Seconds(30));
+    RemoveContainers(ctl(i), ListContainers(ctl(i)).value_or(std::vector<Json>{}));
   }
 }
 
 void Cluster::TearDown() {
-  if (options_.runtime) RemoveContainers();
+  if (options_.runtime) RemoveAppsAndContainers();
   for (Node& n : nodes_) {
     if (n.loomd) {
       (void)n.loomd->Signal(SIGKILL);

@@ -92,7 +92,7 @@ class Cluster {
   explicit Cluster(ClusterOptions options);
   absl::Status Build();
   void TearDown();
-  void RemoveContainers();
+  void RemoveAppsAndContainers();
   std::vector<std::string> LoomdArgv(int i) const;
 
   ClusterOptions options_;
