@@ -151,15 +151,7 @@ int main(int argc, char** argv) {
     containerd->Wait(absl::Seconds(10)).IgnoreError();
   }
   // Whatever containerd left mounted under our folder.
-  std::ifstream mounts("/proc/self/mounts");
-  std::string line;
-  std::vector<std::string> ours;
-  while (std::getline(mounts, line)) {
-    size_t a = line.find(' '), b = line.find(' ', a + 1);
-    std::string at = line.substr(a + 1, b - a - 1);
-    if (at.rfind(t, 0) == 0) ours.push_back(at);
-  }
-  for (auto it = ours.rbegin(); it != ours.rend(); ++it) RunCommand({"umount", "-l", *it}).IgnoreError();
+  loom::testing::DetachMounts(loom::testing::MountsUnder(t));
   node->reset();
   for (const char* ctrl : {"memory", "cpu", "pids"}) rmdir(absl::StrCat("/sys/fs/cgroup/", ctrl, "/", cgroup).c_str());
   // runc's cgroups of the ctr containers (a parent of our own, not containerd's /default).

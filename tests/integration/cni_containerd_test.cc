@@ -118,16 +118,7 @@ class ContainerdTest : public ::testing::Test {
       containerd_.reset();
     }
     // Anything containerd left mounted under our dir (it should leave nothing).
-    std::ifstream mounts("/proc/mounts");
-    std::string line;
-    std::vector<std::string> ours;
-    while (std::getline(mounts, line)) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      if (f.size() > 1 && !t_.empty() && f[1].rfind(t_, 0) == 0) ours.push_back(f[1]);
-    }
-    for (auto it = ours.rbegin(); it != ours.rend(); ++it) {
-      testing::RunCommand({"umount", "-l", *it}).IgnoreError();
-    }
+    testing::DetachMounts(testing::MountsUnder(t_));
     node_.reset();
     // runc's cgroups of the containers (under a parent of the test's own, not
     // containerd's default /<namespace>/<id>, so nothing of the machine's is touched).

@@ -7,9 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
-#include "absl/strings/str_split.h"
 #include "common/json.h"
 #include "common/status.h"
 #include "common/strings.h"
@@ -19,18 +17,7 @@
 #include "tests/testing/loom_cleanup.h"
 
 namespace loom::testing {
-namespace {
-
 namespace fs = std::filesystem;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<RuntimeNode>> RuntimeNode::Create(const std::string& network,
                                                                   std::vector<std::string> loomd_flags,
@@ -100,13 +87,9 @@ RuntimeNode::~RuntimeNode() {
     (void)node_->StopLoomd(SIGKILL);
     // Then by force: processes in the test's cgroups, mounts under its folder.
     RemoveV1CgroupTrees(cgroup_parent_);
-    for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mountinfo"), '\n', absl::SkipEmpty())) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      if (f.size() > 4 && f[4].rfind(node_->dir(), 0) == 0) {
-        ADD_FAILURE() << "mount left: " << f[4];
-        ::umount2(f[4].c_str(), MNT_DETACH);
-      }
-    }
+    std::vector<std::string> left = MountsUnder(node_->dir());
+    for (const std::string& m : left) ADD_FAILURE() << "mount left: " << m;
+    DetachMounts(left);
     node_.reset();
   }
   if (!lb_cgroup2_dir_.empty()) RemoveCgroupTree(lb_cgroup2_dir_);

@@ -354,6 +354,21 @@ void RemoveCgroupTree(const std::string& dir) {
   LOG_WARNING("could not remove test cgroup", {"path", dir});
 }
 
+std::vector<std::string> MountsUnder(const std::string& prefix) {
+  std::vector<std::string> out;
+  if (prefix.empty()) return out;
+  std::ifstream in("/proc/self/mountinfo");
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f = absl::StrSplit(line, ' ');
+    if (f.size() > 4 && f[4].rfind(prefix, 0) == 0) out.push_back(f[4]);
+  }
+  return out;
+}
+
+void DetachMounts(const std::vector<std::string>& mounts) {
+  for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+}
+
 void RemoveV1CgroupTrees(const std::string& parent) {
   std::error_code ec;
   for (const auto& hierarchy : std::filesystem::directory_iterator("/sys/fs/cgroup", ec)) {
@@ -445,16 +460,11 @@ void Cluster::TearDown() {
   if (options_.runtime && !root_dir_.empty()) {
     // Container mounts (rootfs, volumes, pinned namespaces) whose containers were
     // killed above, innermost first; not the bpffs and cgroup2 mounts (below).
-    std::ifstream in("/proc/self/mountinfo");
-    std::vector<std::string> left;
-    for (std::string line; std::getline(in, line);) {
-      std::vector<std::string> f = absl::StrSplit(line, ' ');
-      if (f.size() > 4 && f[4].rfind(root_dir_ + "/node", 0) == 0) left.push_back(f[4]);
+    std::vector<std::string> left = MountsUnder(root_dir_ + "/node");
+    for (const std::string& m : left) {
+      LOG_WARNING("unmounting a mount left by a test container", {"path", m});
     }
-    for (auto it = left.rbegin(); it != left.rend(); ++it) {
-      LOG_WARNING("unmounting a mount left by a test container", {"path", *it});
-      umount2(it->c_str(), MNT_DETACH);
-    }
+    DetachMounts(left);
   }
   for (std::string* m : {&cgroup2_mount_, &bpffs_mount_}) {
     if (m->empty()) continue;

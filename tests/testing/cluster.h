@@ -115,6 +115,10 @@ void SweepStaleNamespaces();
 std::string HostCgroup2Mount();
 // Kills every process in the cgroup directory `dir` and its children, then removes them.
 void RemoveCgroupTree(const std::string& dir);
+// The mount points under `prefix` (a path prefix), in mount order.
+std::vector<std::string> MountsUnder(const std::string& prefix);
+// Detaches `mounts`, last first (so nested ones go before their parents).
+void DetachMounts(const std::vector<std::string>& mounts);
 // The same for the cgroup `parent` (a path relative to each hierarchy) in every cgroup
 // v1 controller hierarchy under /sys/fs/cgroup.
 void RemoveV1CgroupTrees(const std::string& parent);
