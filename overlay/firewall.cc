@@ -33,7 +33,11 @@ std::string Body(const FirewallRules& r) {
               "  chain dns_notrack_out {\n",
               "    type filter hook output priority raw; policy accept;\n",
               "    ip saddr ", ip, " udp sport ", r.dns_port, " notrack\n",
-              "    ip saddr ", ip, " tcp sport ", r.dns_port, " notrack\n  }\n");
+              "    ip saddr ", ip, " tcp sport ", r.dns_port, " notrack\n",
+              // The queries of the node's own processes (host-network clients) leave
+              // through output, and are never seen untracked in prerouting again.
+              "    ip daddr ", ip, " udp dport ", r.dns_port, " notrack\n",
+              "    ip daddr ", ip, " tcp dport ", r.dns_port, " notrack\n  }\n");
   }
   return s;
 }

@@ -473,6 +473,39 @@ spec: {ports: [{port: 70000}]}
   EXPECT_THAT(r.err, HasSubstr("not found"));
 }
 
+// The overlay's masquerade turns connection tracking on in the node; the queries to
+// the node-local address, from a pod and from the node itself, and their answers stay
+// out of it (Loom's notrack rules), over UDP and TCP.
+TEST_F(DnsTest, QueriesFromPodsAndTheNodeLeaveNoConntrackEntries) {
+  ApplyServices();
+  // Source ports of this test's own, so that entries of other tests do not count.
+  auto entries_from = [&](int sport) {
+    std::string table = InNode({"cat", "/proc/net/nf_conntrack"});
+    int n = 0;
+    for (const std::string& line : Lines(table)) {
+      if (line.find(StrCat(" sport=", sport, " ")) != std::string::npos) ++n;
+    }
+    return n;
+  };
+  // Tracking is on: a query to knotd (another address) from the node gets an entry.
+  InNode({"dig", "@127.0.0.1", "-p", std::to_string(kKnotPort), "-b", "127.0.0.1#41530",
+          "+tries=1", "+time=2", "+short", "www.example.test"});
+  ASSERT_EQ(entries_from(41530), 1) << InNode({"cat", "/proc/net/nf_conntrack"});
+  for (std::string transport : {"+notcp", "+tcp"}) {
+    SCOPED_TRACE(transport);
+    const int port = transport == "+tcp" ? 41532 : 41531;
+    EXPECT_THAT(Dig({transport, "-b", StrCat("0.0.0.0#", port), "+short",
+                     "web.default.svc.cluster.local"}),
+                Not(::testing::IsEmpty()));
+    auto r = testing::RunCommand({"ip", "netns", "exec", pod_ns_, "dig", StrCat("@", kDnsIp),
+                                  transport, "-b", StrCat("10.244.0.5#", port), "+tries=1",
+                                  "+time=2", "+short", "web.default.svc.cluster.local"});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_THAT(r->out, Not(::testing::IsEmpty()));
+    EXPECT_EQ(entries_from(port), 0) << InNode({"cat", "/proc/net/nf_conntrack"});
+  }
+}
+
 TEST_F(DnsTest, LoomdRemovesTheAddressItAddedOnStop) {
   EXPECT_THAT(InNode({"ip", "-4", "addr", "show", "dev", "lo"}), HasSubstr("169.254.20.10/32"));
   ASSERT_OK(cluster_->StopLoomd(0, SIGTERM));

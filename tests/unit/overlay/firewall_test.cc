@@ -45,7 +45,9 @@ TEST(FirewallTest, NodeLocalDnsSkipsConnectionTracking) {
                            "    ip daddr 169.254.20.10 tcp dport 53 notrack\n"));
   EXPECT_THAT(s, HasSubstr("type filter hook output priority raw; policy accept;\n"
                            "    ip saddr 169.254.20.10 udp sport 53 notrack\n"
-                           "    ip saddr 169.254.20.10 tcp sport 53 notrack\n"));
+                           "    ip saddr 169.254.20.10 tcp sport 53 notrack\n"
+                           "    ip daddr 169.254.20.10 udp dport 53 notrack\n"
+                           "    ip daddr 169.254.20.10 tcp dport 53 notrack\n"));
 }
 
 }  // namespace
