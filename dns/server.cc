@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -26,6 +27,13 @@ namespace loom::dns {
 namespace {
 
 constexpr int kBatch = 32;
+// Load, for ServerOptions::udp_coalesce: a worker starts waiting on its timer when it
+// used the CPU for at least half of the last kLoadWindowNs (or more), or when one read
+// finds kCoalesceBacklog queries queued, and goes on while each wait brings at least
+// kCoalesceStay. Clients at a moderate rate never meet the timer.
+constexpr int64_t kLoadWindowNs = 2'000'000;
+constexpr int kCoalesceBacklog = 8;
+constexpr int kCoalesceStay = 2;
 constexpr size_t kMaxQuery = 4096;
 constexpr size_t kMaxTcpMessage = 65535;
 
@@ -81,6 +89,13 @@ std::vector<uint8_t> FitForClient(std::vector<uint8_t> response, const Query& q,
 int64_t MonotonicNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// The CPU time the calling thread has used.
+int64_t ThreadCpuNs() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
@@ -141,6 +156,7 @@ class alignas(64) DnsServer::Counters {
     s->queries_udp += get(queries_udp);
     s->queries_tcp += get(queries_tcp);
     s->dropped += get(dropped);
+    s->udp_waits += get(udp_waits);
     s->forwarded += get(forwarded);
     s->truncated += get(truncated);
     for (size_t i = 0; i < 16; ++i) s->rcode[i] += get(rcode_[i]);
@@ -154,6 +170,7 @@ class alignas(64) DnsServer::Counters {
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> forwarded{0};
   std::atomic<uint64_t> truncated{0};
+  std::atomic<uint64_t> udp_waits{0};
 
  private:
   const bool shared_;
@@ -508,13 +525,48 @@ void DnsServer::UdpLoop(Worker* w) {
     w->in_msgs[i].msg_hdr.msg_iovlen = 1;
     w->in_msgs[i].msg_hdr.msg_name = &w->addr[i];
   }
+  const int64_t coalesce_ns = absl::ToInt64Nanoseconds(options_.udp_coalesce);
+  // The timer's own slack would otherwise stretch the wait (50 us by default).
+  if (coalesce_ns > 0) prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  bool coalescing = false;  // under load: read after a wait on the timer
+  bool full = false;        // the last read filled the batch: read again at once
+  // The load window: when it began, and the CPU time the worker had used by then.
+  int64_t window_start = MonotonicNs();
+  int64_t window_cpu = ThreadCpuNs();
   while (!stopping_.load(std::memory_order_relaxed)) {
     for (int i = 0; i < kBatch; ++i) {
       w->in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
       w->in_msgs[i].msg_hdr.msg_flags = 0;
     }
-    int n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
-    if (n <= 0) continue;  // timeout (to check stopping_) or EINTR
+    int n;
+    if (coalescing) {
+      if (!full) {
+        timespec wait{coalesce_ns / 1'000'000'000, coalesce_ns % 1'000'000'000};
+        clock_nanosleep(CLOCK_MONOTONIC, 0, &wait, nullptr);
+        counters.Bump(counters.udp_waits);
+      }
+      n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_DONTWAIT, nullptr);
+      if (n < kCoalesceStay && !full) {  // the load is gone
+        coalescing = false;
+        window_start = MonotonicNs();
+        window_cpu = ThreadCpuNs();
+      }
+    } else {
+      n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
+      if (coalesce_ns > 0 && n >= kCoalesceBacklog) {
+        coalescing = true;  // a backlog: the worker falls behind (or lost its CPU)
+      } else if (coalesce_ns > 0) {
+        const int64_t now = MonotonicNs();
+        if (now - window_start >= kLoadWindowNs) {
+          const int64_t cpu = ThreadCpuNs();
+          coalescing = (cpu - window_cpu) * 2 >= now - window_start;
+          window_start = now;
+          window_cpu = cpu;
+        }
+      }
+    }
+    if (n <= 0) continue;  // a timeout (to check stopping_), EINTR, or an empty wait
+    full = n == kBatch;
     // One clock reading and one snapshot check per batch, not per query.
     const int64_t start = MonotonicNs();
     Refresh(&w->zone);

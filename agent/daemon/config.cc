@@ -245,6 +245,11 @@ absl::StatusOr<LoomdConfig> BuildConfig(const RawFlags& f, std::string_view host
     return FlagError("dns-workers", std::to_string(f.dns_workers), "must be 1..64");
   }
   c.dns_workers = f.dns_workers;
+  if (!absl::ParseDuration(f.dns_udp_coalesce, &c.dns_udp_coalesce) ||
+      c.dns_udp_coalesce < absl::ZeroDuration() || c.dns_udp_coalesce > absl::Milliseconds(1)) {
+    return FlagError("dns-udp-coalesce", f.dns_udp_coalesce,
+                     "want a duration between 0s and 1ms, such as 20us");
+  }
   if (f.dns_max_udp_size < 512 || f.dns_max_udp_size > 4096) {
     return FlagError("dns-max-udp-size", std::to_string(f.dns_max_udp_size), "must be 512..4096");
   }

@@ -52,6 +52,7 @@ struct RawFlags {
   std::string dns_upstream;  // "": the host's resolv.conf; "none": no forwarding
   std::string dns_ttl = "5s";
   int32_t dns_workers = 1;
+  std::string dns_udp_coalesce = "50us";
   int32_t dns_max_udp_size = 1232;
   std::string resolv_conf = "/etc/resolv.conf";  // where the default upstreams come from
   int32_t vxlan_vni = 1;
@@ -97,6 +98,7 @@ struct LoomdConfig {
   std::string resolv_conf = "/etc/resolv.conf";
   uint32_t dns_ttl_seconds = 5;
   int dns_workers = 1;
+  absl::Duration dns_udp_coalesce = absl::Microseconds(50);
   uint16_t dns_max_udp_size = 1232;
   uint32_t vxlan_vni = 1;
   uint16_t vxlan_port = 4789;

@@ -433,6 +433,7 @@ absl::Status Daemon::StartServicesAndDns() {
   dno.domain = config_.cluster_domain;
   dno.ttl = config_.dns_ttl_seconds;
   dno.workers = config_.dns_workers;
+  dno.udp_coalesce = config_.dns_udp_coalesce;
   dno.max_udp_size = config_.dns_max_udp_size;
   if (config_.dns_forwarding && !config_.dns_upstream.empty()) {
     for (const HostPort& hp : config_.dns_upstream) dno.upstreams.push_back(hp.ToString());

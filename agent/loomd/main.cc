@@ -32,6 +32,9 @@ DEFINE_string(dns_upstream, "",
               "none: no forwarding).");
 DEFINE_string(dns_ttl, "5s", "The TTL of cluster DNS answers (whole seconds).");
 DEFINE_int32(dns_workers, 1, "DNS UDP worker threads (SO_REUSEPORT sockets).");
+DEFINE_string(dns_udp_coalesce, "50us",
+              "Under load, how long a DNS UDP worker waits to read the next batch "
+              "instead of sleeping on its socket (0s..1ms; 0s: off).");
 DEFINE_int32(dns_max_udp_size, 1232, "The largest DNS answer sent over UDP; above it, TC.");
 DEFINE_int32(vxlan_vni, 1, "The overlay VXLAN network identifier.");
 DEFINE_int32(vxlan_port, 4789, "The overlay VXLAN UDP port.");
@@ -92,6 +95,7 @@ loom::agent::RawFlags FlagsAsGiven() {
   f.dns_upstream = FLAGS_dns_upstream;
   f.dns_ttl = FLAGS_dns_ttl;
   f.dns_workers = FLAGS_dns_workers;
+  f.dns_udp_coalesce = FLAGS_dns_udp_coalesce;
   f.dns_max_udp_size = FLAGS_dns_max_udp_size;
   f.vxlan_vni = FLAGS_vxlan_vni;
   f.vxlan_port = FLAGS_vxlan_port;

@@ -120,6 +120,7 @@ absl::Status NodeDns::Start() {
     dns::ServerOptions so;
     so.listen = StrCat(options_.ip, ":", options_.port);
     so.udp_workers = options_.workers;
+    so.udp_coalesce = options_.udp_coalesce;
     so.max_udp_size = options_.max_udp_size;
     server_ = std::make_unique<dns::DnsServer>(so, &zones_, forwarder_.get());
     RETURN_IF_ERROR(server_->Start());
@@ -240,6 +241,9 @@ void NodeDns::UpdateMetrics() {
   counter("loom_dns_forwarded_total", "DNS queries handed to the forwarder.", s.forwarded);
   counter("loom_dns_truncated_total", "DNS answers sent with TC set (too big for UDP).",
           s.truncated);
+  counter("loom_dns_udp_coalesce_waits_total",
+          "Waits of DNS UDP workers on their timer under load (--dns-udp-coalesce).",
+          s.udp_waits);
   counter("loom_dns_zone_updates_total", "Cluster zones built from the store's state.",
           zone_updates_.load());
   counter("loom_dns_zone_errors_total", "Cluster zone builds that failed.", zone_errors_.load());

@@ -32,6 +32,7 @@ struct NodeDnsOptions {
   std::string domain = "cluster.local";
   uint32_t ttl = 5;
   int workers = 1;
+  absl::Duration udp_coalesce = absl::ZeroDuration();  // dns::ServerOptions::udp_coalesce
   uint16_t max_udp_size = 1232;
   std::vector<std::string> upstreams;  // "ip:port"; empty: names outside the zone are REFUSED
   bool manage_address = true;          // add the address to lo when it is not local

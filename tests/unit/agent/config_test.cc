@@ -28,6 +28,7 @@ TEST(ConfigTest, DefaultsAreValid) {
   EXPECT_EQ(c.resolv_conf, "/etc/resolv.conf");
   EXPECT_EQ(c.dns_ttl_seconds, 5u);
   EXPECT_EQ(c.dns_workers, 1);
+  EXPECT_EQ(c.dns_udp_coalesce, absl::Microseconds(50));
   EXPECT_EQ(c.dns_max_udp_size, 1232);
   EXPECT_EQ(c.vxlan_vni, 1u);
   EXPECT_EQ(c.vxlan_port, 4789);
@@ -115,6 +116,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "-1s"; }, "whole seconds"},
         BadFlag{"dns-ttl", [](RawFlags& f) { f.dns_ttl = "two"; }, "whole seconds"},
         BadFlag{"dns-workers", [](RawFlags& f) { f.dns_workers = 0; }, "1..64"},
+        BadFlag{"dns-udp-coalesce", [](RawFlags& f) { f.dns_udp_coalesce = "2ms"; }, "0s and 1ms"},
+        BadFlag{"dns-udp-coalesce", [](RawFlags& f) { f.dns_udp_coalesce = "soon"; }, "0s and 1ms"},
         BadFlag{"dns-max-udp-size", [](RawFlags& f) { f.dns_max_udp_size = 511; }, "512..4096"},
         BadFlag{"ingress-addr", [](RawFlags& f) { f.ingress_addr = "0.0.0.0:-1"; },
                 "port must be"},
@@ -167,12 +170,14 @@ TEST(ConfigTest, DnsUpstreamNoneTurnsForwardingOff) {
   f.dns_ttl = "0s";
   f.dns_workers = 4;
   f.dns_max_udp_size = 4096;
+  f.dns_udp_coalesce = "20us";
   ASSERT_OK_AND_ASSIGN(LoomdConfig c, BuildConfig(f, "host1"));
   EXPECT_FALSE(c.dns_forwarding);
   EXPECT_TRUE(c.dns_upstream.empty());
   EXPECT_EQ(c.dns_ttl_seconds, 0u);
   EXPECT_EQ(c.dns_workers, 4);
   EXPECT_EQ(c.dns_max_udp_size, 4096);
+  EXPECT_EQ(c.dns_udp_coalesce, absl::Microseconds(20));
 }
 
 TEST(ConfigTest, ParseHostPortAllowsZeroOnlyWhenAsked) {
