@@ -12,16 +12,20 @@
 // and every other thread of both servers, etcd, this process and dnsperf run on
 // CPU 1: the worker each server answers with has a CPU to itself, as the issue's
 // "one worker thread each" asks. The rounds alternate between the servers; the
-// figures are medians over the rounds. Beside queries/s and p99, each server's worker
-// CPU time per answered query (from /proc/<pid>/task/<tid>/schedstat): when
+// figures are medians over the rounds. Beside queries/s and p99, for each server
+// during its throughput run: its worker's CPU time per answered query (from
+// /proc/<pid>/task/<tid>/schedstat) and how often the worker went to sleep (its
+// voluntary context switches), the context switches of the whole machine per query,
+// the CPU time of the server's other threads, and how busy each CPU was: when
 // dnsperf's CPU is what limits throughput, that is where the servers differ.
+// --loomd-flag=F passes F to loomd (e.g. --loomd-flag=--dns-udp-coalesce=0s).
 //
 // Then, with the services loaded: milliseconds from a store write (a new service,
 // a pod turning ready and unready) to the changed answer; the resident memory of
 // loomd and knotd; and the heap of the zone structure alone at 10k and 100k
 // services. --rounds=0 skips the dnsperf rounds (memory at 100k services:
 // --services=100000 --rounds=0, about 5 minutes, most of it loomctl apply).
-//   bench_dns [--services=10000] [--seconds=10] [--rounds=3]
+//   bench_dns [--services=10000] [--seconds=10] [--rounds=3] [--loomd-flag=F]...
 #include <malloc.h>
 #include <sched.h>
 #include <unistd.h>
@@ -60,6 +64,10 @@ struct Result {
   double worker_us = 0;  // CPU time of the server's UDP worker per answered query
   double avg_ms = 0;
   double p99_ms = 0;
+  double others_ms = 0;       // CPU time of the server's other threads meanwhile
+  double sleeps_per_kq = 0;   // times the worker went to sleep, per 1000 queries
+  double switches_per_q = 0;  // context switches on the whole machine, per query
+  double busy[2] = {0, 0};    // % of CPU 0 and CPU 1 not idle during the throughput run
   std::string lost;
 };
 
@@ -89,8 +97,6 @@ std::vector<std::string> Dnsperf(int cpu, const std::string& ip, int port,
   return argv;
 }
 
-// Throughput (as fast as the server answers), then latency at a fixed rate, with
-// per-query timings.
 // Nanoseconds thread `tid` of `pid` has run (0 when unknown).
 uint64_t ThreadCpuNs(pid_t pid, pid_t tid) {
   if (tid <= 0) return 0;
@@ -100,19 +106,95 @@ uint64_t ThreadCpuNs(pid_t pid, pid_t tid) {
   return ns;
 }
 
+// The threads of `pid` and the CPU time (ticks) each has used so far.
+std::map<pid_t, long> ThreadTicks(pid_t pid) {
+  std::map<pid_t, long> out;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator(StrCat("/proc/", pid, "/task"), ec)) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(paren + 2));
+    std::string f;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state
+      if (i == 14) utime = std::atol(f.c_str());
+      if (i == 15) stime = std::atol(f.c_str());
+    }
+    out[static_cast<pid_t>(std::atol(task.path().filename().c_str()))] = utime + stime;
+  }
+  return out;
+}
+
+// The `field` line of /proc/<path> ("ctxt" of stat, "voluntary_ctxt_switches:" of a
+// task's status), 0 when absent.
+uint64_t ProcCounter(const std::string& path, const std::string& field) {
+  std::ifstream in(StrCat("/proc/", path));
+  std::string key;
+  uint64_t v = 0;
+  while (in >> key) {
+    if (key == field && in >> v) return v;
+  }
+  return 0;
+}
+
+// Busy and total jiffies of CPU `cpu` so far (from /proc/stat).
+std::pair<uint64_t, uint64_t> CpuJiffies(int cpu) {
+  std::ifstream in("/proc/stat");
+  std::string line;
+  const std::string label = StrCat("cpu", cpu, " ");
+  while (std::getline(in, line)) {
+    if (line.rfind(label, 0) != 0) continue;
+    std::istringstream f(line.substr(label.size()));
+    uint64_t v = 0, total = 0, idle = 0;
+    for (int i = 0; f >> v; ++i) {
+      total += v;
+      if (i == 3 || i == 4) idle += v;  // idle, iowait
+    }
+    return {total - idle, total};
+  }
+  return {0, 0};
+}
+
+// Throughput (as fast as the server answers), then latency at a fixed rate, with
+// per-query timings.
 Result Measure(int cpu, const std::string& ip, int port, const std::string& queries,
                int seconds, pid_t pid, pid_t worker) {
   Result r;
   const uint64_t cpu_before = ThreadCpuNs(pid, worker);
+  const std::map<pid_t, long> ticks_before = ThreadTicks(pid);
+  const std::string worker_status = StrCat(pid, "/task/", worker, "/status");
+  const uint64_t sleeps_before = ProcCounter(worker_status, "voluntary_ctxt_switches:");
+  const uint64_t switches_before = ProcCounter("stat", "ctxt");
+  const std::pair<uint64_t, uint64_t> jiffies_before[2] = {CpuJiffies(0), CpuJiffies(1)};
   auto tp = testing::RunCommand(Dnsperf(cpu, ip, port,
                                         {"-d", queries, "-c", "4", "-T", "1", "-l",
                                          std::to_string(seconds), "-q", "200"}),
                                 absl::Seconds(seconds + 30));
   if (!tp.ok()) return r;
+  const double switches = static_cast<double>(ProcCounter("stat", "ctxt") - switches_before);
+  for (int c = 0; c < 2; ++c) {
+    auto [busy, total] = CpuJiffies(c);
+    if (total > jiffies_before[c].second) {
+      r.busy[c] = 100.0 * static_cast<double>(busy - jiffies_before[c].first) /
+                  static_cast<double>(total - jiffies_before[c].second);
+    }
+  }
+  const double sleeps =
+      static_cast<double>(ProcCounter(worker_status, "voluntary_ctxt_switches:") - sleeps_before);
+  for (const auto& [tid, ticks] : ThreadTicks(pid)) {
+    auto before = ticks_before.find(tid);
+    if (tid == worker) continue;
+    r.others_ms += static_cast<double>(ticks - (before == ticks_before.end() ? 0 : before->second)) *
+                   1000 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
   r.qps = Field(tp->out, "Queries per second:");
   double completed = Field(tp->out, "Queries completed:");
   if (worker > 0 && completed > 0) {
     r.worker_us = static_cast<double>(ThreadCpuNs(pid, worker) - cpu_before) / 1000 / completed;
+    r.sleeps_per_kq = sleeps * 1000 / completed;
+    r.switches_per_q = switches / completed;
   }
   r.avg_ms = Field(tp->out, "Average Latency (s):") * 1000;
   size_t lost = tp->out.find("Queries lost:");
@@ -152,29 +234,11 @@ Result Median(const std::vector<Result>& rs) {
   m.worker_us = mid([](const Result& r) { return r.worker_us; });
   m.avg_ms = mid([](const Result& r) { return r.avg_ms; });
   m.p99_ms = mid([](const Result& r) { return r.p99_ms; });
+  m.others_ms = mid([](const Result& r) { return r.others_ms; });
+  m.sleeps_per_kq = mid([](const Result& r) { return r.sleeps_per_kq; });
+  m.switches_per_q = mid([](const Result& r) { return r.switches_per_q; });
   m.lost = rs.back().lost;
   return m;
-}
-
-// The threads of `pid` and the CPU time (ticks) each has used so far.
-std::map<pid_t, long> ThreadTicks(pid_t pid) {
-  std::map<pid_t, long> out;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator(StrCat("/proc/", pid, "/task"), ec)) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    size_t paren = stat.rfind(')');
-    if (paren == std::string::npos) continue;
-    std::istringstream fields(stat.substr(paren + 2));
-    std::string f;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> f; ++i) {  // field 3 is the state
-      if (i == 14) utime = std::atol(f.c_str());
-      if (i == 15) stime = std::atol(f.c_str());
-    }
-    out[static_cast<pid_t>(std::atol(task.path().filename().c_str()))] = utime + stime;
-  }
-  return out;
 }
 
 std::string ThreadName(pid_t pid, pid_t tid) {
@@ -257,11 +321,13 @@ double TimeUntil(testing::DnsClient& client, absl::Time since, const std::string
 
 int Main(int argc, char** argv) {
   int n = 10000, seconds = 10, rounds = 3;
+  std::vector<std::string> loomd_flags = {"--dns-workers=1", "--dns-ttl=5s"};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--services=", 0) == 0) n = std::max(1, std::atoi(a.c_str() + 11));
     if (a.rfind("--seconds=", 0) == 0) seconds = std::max(1, std::atoi(a.c_str() + 10));
     if (a.rfind("--rounds=", 0) == 0) rounds = std::max(0, std::atoi(a.c_str() + 9));
+    if (a.rfind("--loomd-flag=", 0) == 0) loomd_flags.push_back(a.substr(13));
   }
   if (geteuid() != 0) {
     std::fprintf(stderr, "bench_dns: needs root (namespaces)\n");
@@ -270,7 +336,7 @@ int Main(int argc, char** argv) {
   testing::SweepStaleNamespaces();
   testing::ClusterOptions co;
   co.nodes = 1;
-  co.extra_loomd_flags = {"--dns-workers=1", "--dns-ttl=5s"};
+  co.extra_loomd_flags = loomd_flags;
   auto cluster_or = testing::Cluster::Create(co);
   if (!cluster_or.ok()) {
     std::fprintf(stderr, "cluster: %s\n", cluster_or.status().ToString().c_str());
@@ -400,7 +466,8 @@ int Main(int argc, char** argv) {
                          << "  chain in { type filter hook prerouting priority raw; policy accept;\n"
                          << "    ip daddr " << kDnsIp << " udp dport " << kKnotPort << " notrack\n  }\n"
                          << "  chain out { type filter hook output priority raw; policy accept;\n"
-                         << "    ip saddr " << kDnsIp << " udp sport " << kKnotPort << " notrack\n  }\n}\n";
+                         << "    ip saddr " << kDnsIp << " udp sport " << kKnotPort << " notrack\n"
+                         << "    ip daddr " << kDnsIp << " udp dport " << kKnotPort << " notrack\n  }\n}\n";
     absl::StatusOr<std::string> added = cluster->ExecInNode(0, {"nft", "-f", rules});
     if (!added.ok()) {
       std::fprintf(stderr, "nft (knotd notrack): %s\n", std::string(added.status().message()).c_str());
@@ -460,21 +527,27 @@ int Main(int argc, char** argv) {
     ks.push_back(
         Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker));
     ls.push_back(Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker));
-    std::printf("  round %d: knotd %.0f q/s p99 %.3f ms worker %.2f us/q, loomd %.0f q/s p99 "
-                "%.3f ms worker %.2f us/q\n",
-                r + 1, ks.back().qps, ks.back().p99_ms, ks.back().worker_us, ls.back().qps,
-                ls.back().p99_ms, ls.back().worker_us);
+    auto line = [](const Result& x) {
+      return absl::StrFormat("%.0f q/s, p99 %.3f ms, worker %.2f us/q, %.1f sleeps/kq, "
+                             "CPU busy %.0f%%/%.0f%%",
+                             x.qps, x.p99_ms, x.worker_us, x.sleeps_per_kq, x.busy[0], x.busy[1]);
+    };
+    std::printf("  round %d: knotd %s; loomd %s\n", r + 1, line(ks.back()).c_str(),
+                line(ls.back()).c_str());
     std::fflush(stdout);
   }
   if (rounds > 0) {
     Result k = Median(ks);
     Result l = Median(ls);
-    std::printf("%-8s %12s %10s %10s %16s  %s\n", "server", "queries/s", "avg ms", "p99 ms",
-                "worker us/query", "lost");
-    std::printf("%-8s %12.0f %10.3f %10.3f %16.2f  %s\n", "knotd", k.qps, k.avg_ms, k.p99_ms,
-                k.worker_us, k.lost.c_str());
-    std::printf("%-8s %12.0f %10.3f %10.3f %16.2f  %s\n", "loomd", l.qps, l.avg_ms, l.p99_ms,
-                l.worker_us, l.lost.c_str());
+    std::printf("%-8s %10s %8s %8s %9s %9s %11s %11s  %s\n", "server", "queries/s", "avg ms",
+                "p99 ms", "worker us", "sleeps", "switches", "others ms", "lost");
+    std::printf("%-8s %10s %8s %8s %9s %9s %11s %11s\n", "", "", "", "", "/query", "/1k q",
+                "/query", "in a run");
+    for (const auto& [name, x] : {std::pair<const char*, const Result&>{"knotd", k}, {"loomd", l}}) {
+      std::printf("%-8s %10.0f %8.3f %8.3f %9.2f %9.1f %11.3f %11.0f  %s\n", name, x.qps, x.avg_ms,
+                  x.p99_ms, x.worker_us, x.sleeps_per_kq, x.switches_per_q, x.others_ms,
+                  x.lost.c_str());
+    }
     std::printf("ratio loomd/knotd: %.2fx queries/s, p99 %.2fx (at 20k q/s), worker CPU per "
                 "query %.2fx\n",
                 k.qps > 0 ? l.qps / k.qps : 0, k.p99_ms > 0 ? l.p99_ms / k.p99_ms : 0,
