@@ -232,10 +232,12 @@ TEST_F(ServicesTest, ControllerPublishesServicesAndEndpoints) {
   }));
   EXPECT_TRUE(controller.Current()->endpoints.at("default/web").endpoints[0].ready);
 
-  // A pod turning unready, a broken pod value (skipped), a new service: each shows up.
+  // A broken pod value (skipped), a pod turning unready, a new service: each shows up.
+  // The pods' watch delivers in order, so the state with the pod unready comes after
+  // the broken value was seen.
+  ASSERT_OK(store_->Put("/loom/pods/n1/bad", "{not json").status());
   pod.ready = false;
   ASSERT_OK(store_->Put("/loom/pods/n1/c1", model::PodToJson(pod).dump()).status());
-  ASSERT_OK(store_->Put("/loom/pods/n1/bad", "{not json").status());
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
     return !s.endpoints.at("default/web").endpoints.empty() &&
            !s.endpoints.at("default/web").endpoints[0].ready;
