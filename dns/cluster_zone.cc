@@ -242,15 +242,13 @@ std::string KeyText(std::string_view key) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
-    const ZoneOptions& options, const std::vector<model::Service>& services,
-    const EndpointMap& endpoints) {
-  return Update(nullptr, options, services, endpoints, {});
+    const ZoneOptions& options, const model::ServiceTable& services) {
+  return Update(nullptr, options, services, {});
 }
 
 absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     const std::shared_ptr<const ClusterZone>& previous, const ZoneOptions& options,
-    const std::vector<model::Service>& services, const EndpointMap& endpoints,
-    const std::vector<std::string>& changed) {
+    const model::ServiceTable& services, const std::vector<std::string>& changed) {
   std::shared_ptr<ClusterZone> zone(new ClusterZone());
   const bool full = previous == nullptr || !(previous->options_ == options);
   if (full) {
@@ -292,13 +290,12 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
   for (int i = 0; i < kShards; ++i) {
     if (dirty_forward.test(i)) fresh[i] = std::make_shared<ForwardShard>();
   }
-  static const model::EndpointSet kNoEndpoints;
-  for (const model::Service& svc : services) {
+  for (const model::ServiceEntry& entry : services) {
+    const model::Service& svc = *entry.service;
     int f = ShardOf(svc.meta.name, svc.meta.ns);
     if (!fresh[f]) continue;
-    auto ep = endpoints.find(svc.meta.Key());
     ShardWriter writer(fresh[f].get(), &fresh_names[f], options.domain);
-    RETURN_IF_ERROR(writer.Add(svc, ep == endpoints.end() ? kNoEndpoints : ep->second));
+    RETURN_IF_ERROR(writer.Add(svc, *entry.endpoints));
   }
   for (int i = 0; i < kShards; ++i) {
     if (!fresh[i]) continue;

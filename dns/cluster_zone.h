@@ -20,8 +20,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "common/model/endpoints.h"
-#include "common/model/objects.h"
+#include "common/model/service_table.h"
 #include "dns/name_index.h"
 #include "dns/wire.h"
 
@@ -34,25 +33,20 @@ struct ZoneOptions {
   friend bool operator==(const ZoneOptions&, const ZoneOptions&) = default;
 };
 
-using EndpointMap = absl::flat_hash_map<std::string, model::EndpointSet>;
-
 class ClusterZone {
  public:
   static constexpr int kShards = 256;
 
-  // Builds a snapshot. `endpoints` is indexed by service key ("ns/name"); services
-  // with no entry have no endpoints.
+  // Builds a snapshot of `services` and their endpoints.
   static absl::StatusOr<std::shared_ptr<const ClusterZone>> Build(
-      const ZoneOptions& options, const std::vector<model::Service>& services,
-      const EndpointMap& endpoints);
-  // The snapshot for `services`/`endpoints` when they differ from what `previous`
-  // was built from only in the services named by `changed` (keys "ns/name" of
-  // services added, removed, or with new specs or endpoints). With a null
-  // `previous` or other options this is Build().
+      const ZoneOptions& options, const model::ServiceTable& services);
+  // The snapshot for `services` when they differ from what `previous` was built
+  // from only in the services named by `changed` (keys "ns/name" of services added,
+  // removed, or with new specs or endpoints). With a null `previous` or other
+  // options this is Build().
   static absl::StatusOr<std::shared_ptr<const ClusterZone>> Update(
       const std::shared_ptr<const ClusterZone>& previous, const ZoneOptions& options,
-      const std::vector<model::Service>& services, const EndpointMap& endpoints,
-      const std::vector<std::string>& changed);
+      const model::ServiceTable& services, const std::vector<std::string>& changed);
 
   const Name& origin() const { return origin_; }
   uint32_t ttl() const { return options_.ttl; }
