@@ -14,19 +14,29 @@
 
 namespace loom::dns {
 
-// The names of the services whose keys hash here, and the PTR records each of
-// those services contributes (so that an update knows which reverse shards a
-// changed service touched before).
+// The names of the services whose keys hash here, the services themselves (what
+// an update of the shard starts from), and the PTR records each of those services
+// contributes (so that an update knows which reverse shards a changed service
+// touched before).
 struct ClusterZone::ForwardShard {
   NameIndex names;
+  std::vector<model::ServiceEntry> services;  // sorted by key
   absl::flat_hash_map<std::string, std::vector<std::pair<uint32_t, NamePtr>>> ptrs;
   // Namespaces with at least one name here, and how many services hold names there.
   absl::flat_hash_map<std::string, int> namespaces;
 };
 
-// PTR entries of the addresses that hash here (host byte order).
+// PTR entries of the addresses that hash here (host byte order), with every claim
+// on them (what an update of the shard starts from) and their /24 prefixes.
 struct ClusterZone::ReverseShard {
+  struct Claim {
+    uint32_t ip;
+    NamePtr target;
+    std::shared_ptr<const std::string> owner;  // the key of the claiming service
+  };
   absl::flat_hash_map<uint32_t, ZoneEntry> ips;
+  std::vector<Claim> claims;  // sorted by address, then owner
+  absl::flat_hash_map<uint32_t, uint32_t> prefixes;  // /24 -> addresses here
 };
 
 namespace {
@@ -242,15 +252,13 @@ std::string KeyText(std::string_view key) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Build(
-    const ZoneOptions& options, const std::vector<model::Service>& services,
-    const EndpointMap& endpoints) {
-  return Update(nullptr, options, services, endpoints, {});
+    const ZoneOptions& options, const model::ServiceTable& services) {
+  return Update(nullptr, options, services, {});
 }
 
 absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     const std::shared_ptr<const ClusterZone>& previous, const ZoneOptions& options,
-    const std::vector<model::Service>& services, const EndpointMap& endpoints,
-    const std::vector<std::string>& changed) {
+    const model::ServiceTable& services, const std::vector<std::string>& changed) {
   std::shared_ptr<ClusterZone> zone(new ClusterZone());
   const bool full = previous == nullptr || !(previous->options_ == options);
   if (full) {
@@ -287,18 +295,42 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     }
   }
 
+  // The services of each forward shard to rebuild: from the previous shard, but
+  // for what changed (a full build sorts the whole table out).
+  absl::flat_hash_set<absl::string_view> changed_keys(changed.begin(), changed.end());
+  std::array<std::vector<model::ServiceEntry>, kShards> members;
+  if (full) {
+    for (const model::ServiceEntry& entry : services) {
+      members[ShardOf(entry.service->meta.name, entry.service->meta.ns)].push_back(entry);
+    }
+  } else {
+    for (int i = 0; i < kShards; ++i) {
+      if (!dirty_forward.test(i)) continue;
+      for (const model::ServiceEntry& entry : previous->forward_[i]->services) {
+        if (!changed_keys.contains(entry.key())) members[i].push_back(entry);
+      }
+    }
+    for (absl::string_view key : changed_keys) {
+      if (const model::ServiceEntry* entry = services.Find(ToStd(key))) {
+        members[ShardOfKey(ToStd(key))].push_back(*entry);
+      }
+    }
+    for (int i = 0; i < kShards; ++i) {
+      std::sort(members[i].begin(), members[i].end(),
+                [](const auto& a, const auto& b) { return a.key() < b.key(); });
+    }
+  }
+
   std::array<std::shared_ptr<ForwardShard>, kShards> fresh;
   std::array<NameMap, kShards> fresh_names;  // frozen into the shards' indexes below
   for (int i = 0; i < kShards; ++i) {
-    if (dirty_forward.test(i)) fresh[i] = std::make_shared<ForwardShard>();
-  }
-  static const model::EndpointSet kNoEndpoints;
-  for (const model::Service& svc : services) {
-    int f = ShardOf(svc.meta.name, svc.meta.ns);
-    if (!fresh[f]) continue;
-    auto ep = endpoints.find(svc.meta.Key());
-    ShardWriter writer(fresh[f].get(), &fresh_names[f], options.domain);
-    RETURN_IF_ERROR(writer.Add(svc, ep == endpoints.end() ? kNoEndpoints : ep->second));
+    if (!dirty_forward.test(i)) continue;
+    fresh[i] = std::make_shared<ForwardShard>();
+    ShardWriter writer(fresh[i].get(), &fresh_names[i], options.domain);
+    for (const model::ServiceEntry& entry : members[i]) {
+      RETURN_IF_ERROR(writer.Add(*entry.service, *entry.endpoints));
+    }
+    fresh[i]->services = std::move(members[i]);
   }
   for (int i = 0; i < kShards; ++i) {
     if (!fresh[i]) continue;
@@ -313,33 +345,84 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     fresh_names[i] = NameMap();
     zone->forward_[i] = fresh[i];
   }
-  for (const std::string& key : changed) {
-    auto it = zone->forward_[ShardOfKey(key)]->ptrs.find(key);
-    if (it == zone->forward_[ShardOfKey(key)]->ptrs.end()) continue;
+  for (absl::string_view key : changed_keys) {
+    const ForwardShard& shard = *zone->forward_[ShardOfKey(ToStd(key))];
+    auto it = shard.ptrs.find(key);
+    if (it == shard.ptrs.end()) continue;
     for (const auto& [ip, target] : it->second) dirty_reverse.set(ShardOfIp(ip));
   }
 
-  // Reverse shards: every PTR of an address there; when several services claim one
-  // address, the service whose key sorts first names it.
-  std::array<std::shared_ptr<ReverseShard>, kShards> fresh_reverse;
-  std::array<absl::flat_hash_map<uint32_t, const std::string*>, kShards> owners;
-  for (int i = 0; i < kShards; ++i) {
-    if (dirty_reverse.test(i)) fresh_reverse[i] = std::make_shared<ReverseShard>();
-  }
-  for (const auto& shard : zone->forward_) {
-    for (const auto& [key, records] : shard->ptrs) {
-      for (const auto& [ip, target] : records) {
-        int r = ShardOfIp(ip);
-        if (!fresh_reverse[r]) continue;
-        auto [owner, inserted] = owners[r].try_emplace(ip, &key);
-        if (!inserted && key > *owner->second) continue;
-        owner->second = &key;
-        fresh_reverse[r]->ips[ip].extra.ptr = target;
+  // The claims on the addresses of each reverse shard to rebuild: the previous
+  // shard's, but for the changed services, and the changed services' new ones.
+  std::array<std::vector<ReverseShard::Claim>, kShards> claims;
+  auto claim = [&](const ForwardShard& shard, const model::ServiceEntry& entry) {
+    auto it = shard.ptrs.find(entry.key());
+    if (it == shard.ptrs.end()) return;
+    auto owner = std::shared_ptr<const std::string>(entry.endpoints, &entry.key());
+    for (const auto& [ip, target] : it->second) {
+      int r = ShardOfIp(ip);
+      if (dirty_reverse.test(r)) claims[r].push_back({ip, target, owner});
+    }
+  };
+  if (full) {
+    for (const auto& shard : zone->forward_) {
+      for (const model::ServiceEntry& entry : shard->services) claim(*shard, entry);
+    }
+  } else {
+    for (int i = 0; i < kShards; ++i) {
+      if (!dirty_reverse.test(i)) continue;
+      for (const ReverseShard::Claim& c : previous->reverse_[i]->claims) {
+        if (!changed_keys.contains(*c.owner)) claims[i].push_back(c);
+      }
+    }
+    for (absl::string_view key : changed_keys) {
+      if (const model::ServiceEntry* entry = services.Find(ToStd(key))) {
+        claim(*zone->forward_[ShardOfKey(ToStd(key))], *entry);
       }
     }
   }
+  // When several services claim one address, the service whose key sorts first
+  // names it (of one service's claims on it, the last).
   for (int i = 0; i < kShards; ++i) {
-    if (fresh_reverse[i]) zone->reverse_[i] = fresh_reverse[i];
+    if (!dirty_reverse.test(i)) continue;
+    auto shard = std::make_shared<ReverseShard>();
+    std::stable_sort(claims[i].begin(), claims[i].end(), [](const auto& a, const auto& b) {
+      return a.ip != b.ip ? a.ip < b.ip : *a.owner < *b.owner;
+    });
+    const std::vector<ReverseShard::Claim>& all = claims[i];
+    for (size_t c = 0; c < all.size();) {
+      const uint32_t ip = all[c].ip;
+      size_t last = c;  // the last claim of the first owner
+      while (last + 1 < all.size() && all[last + 1].ip == ip &&
+             *all[last + 1].owner == *all[c].owner) {
+        ++last;
+      }
+      shard->ips[ip].extra.ptr = all[last].target;
+      ++shard->prefixes[ip & 0xFFFFFF00u];
+      c = last + 1;
+      while (c < all.size() && all[c].ip == ip) ++c;
+    }
+    shard->claims = std::move(claims[i]);
+    zone->reverse_[i] = std::move(shard);
+  }
+  // The /24s holding addresses: the previous snapshot's, corrected for the shards
+  // rebuilt.
+  if (full) {
+    for (const auto& shard : zone->reverse_) {
+      for (const auto& [prefix, count] : shard->prefixes) zone->prefixes_[prefix] += count;
+    }
+  } else {
+    zone->prefixes_ = previous->prefixes_;
+    for (int i = 0; i < kShards; ++i) {
+      if (!dirty_reverse.test(i)) continue;
+      for (const auto& [prefix, count] : previous->reverse_[i]->prefixes) {
+        auto it = zone->prefixes_.find(prefix);
+        if ((it->second -= count) == 0) zone->prefixes_.erase(it);
+      }
+      for (const auto& [prefix, count] : zone->reverse_[i]->prefixes) {
+        zone->prefixes_[prefix] += count;
+      }
+    }
   }
 
   // The top: apex, dns-version, svc, namespaces, reverse prefixes.
@@ -359,12 +442,8 @@ absl::StatusOr<std::shared_ptr<const ClusterZone>> ClusterZone::Update(
     ASSIGN_OR_RETURN(Name n, Name::FromText(StrCat(ns, ".svc.", options.domain)));
     zone->top_.try_emplace(Key(n));
   }
-  absl::flat_hash_set<uint32_t> prefixes;  // /24s holding addresses
-  for (const auto& shard : zone->reverse_) {
-    names += shard->ips.size();
-    for (const auto& [ip, entry] : shard->ips) prefixes.insert(ip & 0xFFFFFF00u);
-  }
-  for (uint32_t p : prefixes) {
+  for (const auto& shard : zone->reverse_) names += shard->ips.size();
+  for (const auto& [p, count] : zone->prefixes_) {
     for (int octets = 3; octets >= 1; --octets) {
       if (!zone->top_.try_emplace(Key(ReverseName(p, octets))).second) break;
     }

@@ -133,13 +133,12 @@ std::pair<int64_t, int64_t> Stamp(const std::string& path) {
 
 // The ready endpoints of a service port, as the proxy dials them (pod IP and the
 // target port resolved for that pod).
-absl::StatusOr<std::vector<BackendAddress>> ResolveBackend(const ServiceState& state,
-                                                           const absl::flat_hash_map<std::string, const model::Service*>& services,
+absl::StatusOr<std::vector<BackendAddress>> ResolveBackend(const model::ServiceTable& services,
                                                            std::string_view ns, const WeightedBackend& b) {
   std::string svc_key = StrCat(ns, "/", b.service);
-  auto it = services.find(svc_key);
-  if (it == services.end()) return absl::NotFoundError(StrCat("service ", svc_key, " does not exist"));
-  const model::Service& svc = *it->second;
+  const model::ServiceEntry* entry = services.Find(svc_key);
+  if (entry == nullptr) return absl::NotFoundError(StrCat("service ", svc_key, " does not exist"));
+  const model::Service& svc = *entry->service;
   if (svc.type == model::ServiceType::kExternalName) {
     return absl::InvalidArgumentError(StrCat("service ", svc_key, " is an ExternalName service"));
   }
@@ -152,9 +151,7 @@ absl::StatusOr<std::vector<BackendAddress>> ResolveBackend(const ServiceState& s
                                       b.port.name.empty() ? std::to_string(b.port.number) : b.port.name));
   }
   std::vector<BackendAddress> out;
-  auto eps = state.endpoints.find(svc_key);
-  if (eps == state.endpoints.end()) return out;
-  for (const model::Endpoint& e : eps->second.endpoints) {
+  for (const model::Endpoint& e : entry->endpoints->endpoints) {
     if (!e.ready || index >= e.ports.size() || e.ports[index] == 0) continue;
     out.push_back({e.ip, e.ports[index]});
   }
@@ -224,17 +221,13 @@ void IngressController::Rebuild() {
   auto router = std::make_shared<Router>(Router::Build(list));
   std::vector<std::string> problems = router->conflicts();
 
-  absl::flat_hash_map<std::string, const model::Service*> services;
-  if (state_) {
-    for (const model::Service& s : state_->services) services[s.meta.Key()] = &s;
-  }
   std::set<std::string> reported;
   for (const Route& route : router->routes()) {
     for (const WeightedBackend& b : route.backends) {
       std::string key = lb::ingress::BackendKey(route.ns, b);
       if (config.backends.contains(key)) continue;
       absl::StatusOr<std::vector<BackendAddress>> eps =
-          state_ ? ResolveBackend(*state_, services, route.ns, b)
+          state_ ? ResolveBackend(state_->services, route.ns, b)
                  : absl::StatusOr<std::vector<BackendAddress>>(std::vector<BackendAddress>{});
       if (!eps.ok()) {
         if (reported.insert(key).second) problems.push_back(StrCat("ingress ", route.ingress, ": ", eps.status().message()));

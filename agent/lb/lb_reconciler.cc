@@ -49,15 +49,29 @@ absl::StatusOr<LbReconcileStats> LbReconciler::Reconcile(const ServiceState& sta
   LbReconcileStats stats;
   std::vector<lb::UpdatePlan> plans;
   std::vector<FrontendOptionsUpdate> options;
-  absl::flat_hash_set<std::string> seen;
-  for (const model::Service& svc : state.services) {
-    std::string key = svc.meta.Key();
-    seen.insert(key);
-    auto eps = state.endpoints.find(key);
-    model::EndpointSet none;
-    none.service = key;
-    absl::StatusOr<lb::ServiceBackendSet> desired =
-        DesiredSet(svc, eps == state.endpoints.end() ? none : eps->second, node_ip_);
+  // Only what differs from the table applied last (its shared chunks are skipped),
+  // and the services whose plan failed last time.
+  absl::flat_hash_set<std::string> retry = std::move(unplanned_);
+  unplanned_.clear();
+  std::vector<const model::ServiceEntry*> present;
+  std::vector<std::string> gone;
+  auto differs = [&](const model::ServiceEntry* before, const model::ServiceEntry* after) {
+    if (after != nullptr) {
+      retry.erase(after->key());
+      present.push_back(after);
+    } else {
+      retry.erase(before->key());
+      gone.push_back(before->key());
+    }
+  };
+  model::ServiceTable::Diff(applied_table_, state.services, differs);
+  for (const std::string& key : retry) {
+    if (const model::ServiceEntry* e = state.services.Find(key)) present.push_back(e);
+  }
+  for (const model::ServiceEntry* entry : present) {
+    const model::Service& svc = *entry->service;
+    const std::string& key = entry->key();
+    absl::StatusOr<lb::ServiceBackendSet> desired = DesiredSet(svc, *entry->endpoints, node_ip_);
     if (!desired.ok()) {
       ++stats.errors;
       LOG_WARNING("lb: service skipped", {"service", key}, {"error", desired.status().message()});
@@ -82,6 +96,7 @@ absl::StatusOr<LbReconcileStats> LbReconciler::Reconcile(const ServiceState& sta
     if (!plan.ok()) {
       ++stats.errors;
       LOG_WARNING("lb: service not programmed", {"service", key}, {"error", plan.status().message()});
+      unplanned_.insert(key);  // tried again with the next state (backend ids may free up)
       if (is_new && a.programmed.frontends.empty()) applied_.erase(it);
       continue;
     }
@@ -95,18 +110,18 @@ absl::StatusOr<LbReconcileStats> LbReconciler::Reconcile(const ServiceState& sta
     ++stats.services_changed;
     plans.push_back(*std::move(plan));
   }
-  for (auto it = applied_.begin(); it != applied_.end();) {
-    if (seen.contains(it->first)) {
-      ++it;
-      continue;
-    }
-    lb::ServiceBackendSet gone;
-    gone.service = it->first;
-    absl::StatusOr<lb::UpdatePlan> plan = lb::PlanServiceUpdate(it->second.programmed, gone, ids_);
+  for (const std::string& key : gone) {
+    auto it = applied_.find(key);
+    if (it == applied_.end()) continue;
+    lb::ServiceBackendSet removed;
+    removed.service = it->first;
+    absl::StatusOr<lb::UpdatePlan> plan =
+        lb::PlanServiceUpdate(it->second.programmed, removed, ids_);
     if (plan.ok()) plans.push_back(*std::move(plan));  // removal acquires nothing: cannot fail
     ++stats.services_removed;
-    applied_.erase(it++);
+    applied_.erase(it);
   }
+  applied_table_ = state.services;
   if (!restored_) {
     // Frontends of services that no longer exist, then backends nothing names.
     restored_ = true;

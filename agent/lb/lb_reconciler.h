@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "agent/services/service_controller.h"
 #include "common/net/ip.h"
@@ -50,8 +51,11 @@ class LbReconciler {
   // `node_ip`: where NodePort services are also served (nullopt: not at all).
   LbReconciler(lb::ProgrammedMaps recovered, std::optional<net::Ipv4Address> node_ip);
 
-  // Brings the writer from the last applied state to `state`. A service whose backend
-  // set cannot be built keeps what it had (counted in errors, logged).
+  // Brings the writer from the last applied state to `state`, looking only at the
+  // services whose entries differ from that state's (ServiceTable::Diff), so a state
+  // with a few changes costs a few services' work whatever the number of services.
+  // A service whose backend set cannot be built keeps what it had (counted in
+  // errors, logged, once per change of the service).
   absl::StatusOr<LbReconcileStats> Reconcile(const ServiceState& state, ServiceLbWriter& writer);
 
   size_t services() const { return applied_.size(); }
@@ -73,6 +77,10 @@ class LbReconciler {
   std::optional<net::Ipv4Address> node_ip_;
   lb::BackendIdAllocator ids_;
   absl::flat_hash_map<std::string, Applied> applied_;  // by "ns/name"
+  // The services of the state applied last: the next state is diffed against it.
+  model::ServiceTable applied_table_;
+  // Services whose plan failed (no backend id left): planned again with the next state.
+  absl::flat_hash_set<std::string> unplanned_;
   // Recovered frontends not yet claimed by a service (until the first Reconcile).
   std::vector<lb::ProgrammedService::Frontend> unclaimed_;
   bool restored_ = false;

@@ -109,7 +109,7 @@ absl::Status NodeDns::Start() {
     // An empty zone until the store's state arrives: forwarding works from the start.
     dns::ZoneOptions zo{options_.domain, options_.ttl};
     ASSIGN_OR_RETURN(std::shared_ptr<const dns::ClusterZone> empty,
-                     dns::ClusterZone::Build(zo, {}, {}));
+                     dns::ClusterZone::Build(zo, {}));
     zones_.Set(std::move(empty));
     if (!options_.upstreams.empty()) {
       dns::ForwarderOptions fo;
@@ -145,7 +145,7 @@ void NodeDns::OnState(std::shared_ptr<const ServiceState> state) {
   // state; after a failed build (or a resync) everything is.
   absl::StatusOr<std::shared_ptr<const dns::ClusterZone>> zone =
       dns::ClusterZone::Update(state->full ? nullptr : last_zone_, zo, state->services,
-                               state->endpoints, state->changed);
+                               state->changed);
   if (!zone.ok()) {
     last_zone_.reset();
     zone_errors_.fetch_add(1);

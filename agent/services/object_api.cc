@@ -83,17 +83,18 @@ http::Response HandleGetEndpoints(const ObjectApiDeps& deps, const http::Request
   if (state == nullptr) return http::Response::Error(503, "service state not synced yet");
   absl::StatusOr<std::vector<std::string>> parts = SplitObjectPath(r.path_tail);
   if (!parts.ok()) return ErrorResponse(parts.status());
-  Json items = Json::array();
-  for (const model::Service& s : state->services) {
-    if (!parts->empty() && s.meta.ns != (*parts)[0]) continue;
-    if (parts->size() == 2 && s.meta.name != (*parts)[1]) continue;
-    auto it = state->endpoints.find(s.meta.Key());
-    Json j = EndpointSetToJson(it == state->endpoints.end() ? model::EndpointSet{} : it->second, s);
-    if (parts->size() == 2) return http::Response::JsonBody(200, j);
-    items.push_back(std::move(j));
-  }
   if (parts->size() == 2) {
-    return http::Response::Error(404, StrCat("service ", (*parts)[0], "/", (*parts)[1], " not found"));
+    const model::ServiceEntry* e = state->services.Find(StrCat((*parts)[0], "/", (*parts)[1]));
+    if (e == nullptr) {
+      return http::Response::Error(404,
+                                   StrCat("service ", (*parts)[0], "/", (*parts)[1], " not found"));
+    }
+    return http::Response::JsonBody(200, EndpointSetToJson(*e->endpoints, *e->service));
+  }
+  Json items = Json::array();
+  for (const model::ServiceEntry& e : state->services) {
+    if (!parts->empty() && e.service->meta.ns != (*parts)[0]) continue;
+    items.push_back(EndpointSetToJson(*e.endpoints, *e.service));
   }
   return http::Response::JsonBody(
       200, Json{{"kind", "EndpointsList"}, {"revision", state->revision}, {"items", items}});

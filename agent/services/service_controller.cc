@@ -1,5 +1,7 @@
 #include "agent/services/service_controller.h"
 
+#include <utility>
+
 #include "agent/services/service_registry.h"
 #include "common/log.h"
 #include "common/model/validation.h"
@@ -10,9 +12,11 @@ namespace loom::agent {
 namespace {
 
 // Applies a watch batch to a map of decoded objects keyed by `key_of`, telling
-// `changed(key, old, now)` about every object added, replaced or removed.
+// `changed(key, old, now)` about every object added, replaced or removed. An object
+// that decodes equal to the one held is kept (the same shared object).
 template <typename T, typename Decode, typename KeyOf, typename Changed>
-void ApplyBatch(const store::WatchBatch& batch, std::map<std::string, T>& objects,
+void ApplyBatch(const store::WatchBatch& batch,
+                std::map<std::string, std::shared_ptr<const T>>& objects,
                 std::map<std::string, std::string>& store_keys, Decode decode, KeyOf key_of,
                 Changed changed, uint64_t* errors) {
   auto erase = [&](const std::string& store_key) {
@@ -20,7 +24,7 @@ void ApplyBatch(const store::WatchBatch& batch, std::map<std::string, T>& object
     if (it == store_keys.end()) return;
     auto obj = objects.find(it->second);
     if (obj != objects.end()) {
-      changed(obj->first, &obj->second, nullptr);
+      changed(obj->first, obj->second.get(), nullptr);
       objects.erase(obj);
     }
     store_keys.erase(it);
@@ -40,12 +44,12 @@ void ApplyBatch(const store::WatchBatch& batch, std::map<std::string, T>& object
     store_keys[kv.key] = k;
     auto [it, inserted] = objects.try_emplace(k);
     if (inserted) {
-      it->second = *std::move(obj);
-      changed(k, nullptr, &it->second);
-    } else if (!(it->second == *obj)) {
-      T old = std::move(it->second);
-      it->second = *std::move(obj);
-      changed(k, &old, &it->second);
+      it->second = std::make_shared<const T>(*std::move(obj));
+      changed(k, nullptr, it->second.get());
+    } else if (!(*it->second == *obj)) {
+      std::shared_ptr<const T> old =
+          std::exchange(it->second, std::make_shared<const T>(*std::move(obj)));
+      changed(k, old.get(), it->second.get());
     }
   };
   if (batch.resync) {
@@ -218,7 +222,8 @@ void ServiceController::MarkSelecting(const model::Pod& pod) {
     if (it == selector_index_.end()) continue;
     for (const std::string& key : it->second) {
       auto svc = services_.find(key);
-      if (svc != services_.end() && model::SelectorMatches(svc->second.selector, pod.meta.labels)) {
+      if (svc != services_.end() &&
+          model::SelectorMatches(svc->second->selector, pod.meta.labels)) {
         dirty_endpoints_.insert(key);
       }
     }
@@ -238,7 +243,7 @@ model::EndpointSet ServiceController::Derive(const model::Service& service) cons
     }
     for (const std::string& store_key : *rarest) {
       auto pod = pods_.find(store_key);
-      if (pod != pods_.end()) candidates.push_back(&pod->second);
+      if (pod != pods_.end()) candidates.push_back(pod->second.get());
     }
   }
   return model::DeriveEndpoints(service, candidates);
@@ -252,22 +257,30 @@ std::shared_ptr<const ServiceState> ServiceController::Build() {
       if (endpoints_.erase(key) > 0) changed_.insert(key);
       continue;
     }
-    model::EndpointSet set = Derive(svc->second);
+    model::EndpointSet set = Derive(*svc->second);
     auto [it, inserted] = endpoints_.try_emplace(key);
-    if (inserted || !(it->second == set)) {
-      it->second = std::move(set);
+    if (inserted || !(*it->second == set)) {
+      it->second = std::make_shared<const model::EndpointSet>(std::move(set));
       changed_.insert(key);
     }
   }
   dirty_endpoints_.clear();
 
-  auto state = std::make_shared<ServiceState>();
-  state->services.reserve(services_.size());
-  state->endpoints.reserve(services_.size());
-  for (const auto& [k, s] : services_) {
-    state->services.push_back(s);
-    state->endpoints.emplace(k, endpoints_.at(k));
+  // The last table with the changed entries replaced: the rest is shared.
+  std::vector<model::ServiceTable::Change> changes;
+  changes.reserve(changed_.size());
+  for (const std::string& key : changed_) {  // sorted, as With() wants them
+    auto svc = services_.find(key);
+    if (svc == services_.end()) {
+      changes.push_back({key, {}});
+    } else {
+      changes.push_back({key, {svc->second, endpoints_.at(key)}});
+    }
   }
+  table_ = table_.With(changes);
+
+  auto state = std::make_shared<ServiceState>();
+  state->services = table_;
   state->changed.assign(changed_.begin(), changed_.end());
   state->full = full_;
   changed_.clear();
@@ -288,9 +301,13 @@ void ServiceController::Loop() {
     if (stop_) return;
     dirty_ = false;
     std::shared_ptr<const ServiceState> state = Build();
-    current_ = state;
+    std::shared_ptr<const ServiceState> previous = std::exchange(current_, state);
     lock.unlock();
     for (const ServiceStateCallback& cb : subscribers_) cb(state);
+    // Whatever the previous snapshot alone still held is freed here: after the
+    // subscribers, and not under the lock the watches wait on.
+    previous.reset();
+    state.reset();
     lock.lock();
   }
 }

@@ -11,6 +11,12 @@
 // their selectors and pods by their labels, so a pod event recomputes only the
 // services that selected it before or select it now, and a service event only that
 // service; each snapshot names the services that changed (`changed`).
+//
+// Snapshots share what did not change: the controller holds every service and
+// endpoint set as a shared immutable object, and each snapshot's table
+// (model::ServiceTable) is the previous one with the changed entries replaced, so
+// publishing costs in proportion to the changes, not to the number of services.
+// The previous snapshot is released after the subscribers ran, outside the lock.
 #pragma once
 
 #include <condition_variable>
@@ -29,6 +35,7 @@
 #include "agent/store/store.h"
 #include "common/model/endpoints.h"
 #include "common/model/objects.h"
+#include "common/model/service_table.h"
 
 namespace loom::agent {
 
@@ -36,9 +43,9 @@ inline constexpr std::string_view kPodsPrefix = "/loom/pods/";
 
 // One immutable snapshot of the cluster's services and endpoints.
 struct ServiceState {
-  std::vector<model::Service> services;  // sorted by namespace/name
-  // By service key ("ns/name"); every service has an entry (maybe empty).
-  absl::flat_hash_map<std::string, model::EndpointSet> endpoints;
+  // Every service with its endpoint set (maybe empty), sorted by key ("ns/name"). An
+  // entry that did not change is the same objects as in the previous snapshot.
+  model::ServiceTable services;
   size_t pods = 0;
   store::Revision revision = 0;  // the newer of the two watches' revisions
   uint64_t generation = 0;       // 1 for the first published snapshot
@@ -89,15 +96,17 @@ class ServiceController {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, model::Service> services_;  // by key ("ns/name")
-  std::map<std::string, model::Pod> pods_;          // by store key
+  // Decoded objects, shared with the snapshots.
+  std::map<std::string, std::shared_ptr<const model::Service>> services_;  // by key ("ns/name")
+  std::map<std::string, std::shared_ptr<const model::Pod>> pods_;          // by store key
   // Store key -> key in the maps above.
   std::map<std::string, std::string> service_keys_;
   std::map<std::string, std::string> pod_keys_;
   // Derived endpoints by service key, and what the next Build() must recompute.
-  std::map<std::string, model::EndpointSet> endpoints_;
+  std::map<std::string, std::shared_ptr<const model::EndpointSet>> endpoints_;
   std::set<std::string> dirty_endpoints_;
   std::set<std::string> changed_;
+  model::ServiceTable table_;  // the last published
   bool full_ = true;
   // "<ns>\n<label>=<value>" -> service keys whose selector has that pair.
   absl::flat_hash_map<std::string, std::set<std::string>> selector_index_;

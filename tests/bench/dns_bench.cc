@@ -23,8 +23,9 @@
 // Then, with the services loaded: milliseconds from a store write (a new service,
 // a pod turning ready and unready) to the changed answer; the resident memory of
 // loomd and knotd; and the heap of the zone structure alone at 10k and 100k
-// services. --rounds=0 skips the dnsperf rounds (memory at 100k services:
-// --services=100000 --rounds=0, about 5 minutes, most of it loomctl apply).
+// services. --rounds=0 skips the dnsperf rounds, and with them the CPU pinning and
+// the warm-up bursts (memory at 100k services: --services=100000 --rounds=0, about 5
+// minutes, most of it loomctl apply).
 //   bench_dns [--services=10000] [--seconds=10] [--rounds=3] [--loomd-flag=F]...
 #include <malloc.h>
 #include <sched.h>
@@ -289,18 +290,26 @@ size_t HeapBytes() {
   return m.uordblks + m.hblkhd;  // in arenas, and mmapped
 }
 
-std::vector<model::Service> ZoneServices(int n) {
+// The i-th address after `base` (host byte order), dotted: unique and valid for any i
+// the benchmark uses (10.96.0.0/12 holds a million services, 10.244.100.0 up a
+// million pods).
+std::string Address(uint32_t base, int i) {
+  uint32_t a = base + 1 + static_cast<uint32_t>(i);
+  return StrCat(a >> 24, ".", (a >> 16) & 255, ".", (a >> 8) & 255, ".", a & 255);
+}
+
+model::ServiceTable ZoneServices(int n) {
   std::vector<model::Service> out;
   out.reserve(n);
   for (int i = 0; i < n; ++i) {
     model::Service s;
     s.meta.name = StrCat("svc", i);
-    s.cluster_ip = StrCat("10.96.", i / 250, ".", i % 250 + 1);
+    s.cluster_ip = Address(0x0A600000, i);
     s.selector = {{"app", s.meta.name}};
     s.ports = {{"http", 80, 8080, "", model::Protocol::kTcp, 0}};
     out.push_back(std::move(s));
   }
-  return out;
+  return model::ServiceTable::Of(out);
 }
 
 std::string PodJson(const std::string& name, const std::string& app, const std::string& ip,
@@ -393,8 +402,7 @@ int Main(int argc, char** argv) {
     for (int j = i; j < std::min(n, i + 100); ++j) {
       txn.success.push_back(store::Op::Put(
           StrCat("/loom/pods/node1/c-svc", j, "-0"),
-          PodJson(StrCat("svc", j, "-0"), StrCat("svc", j),
-                  StrCat("10.244.", 100 + j / 250, ".", j % 250 + 1), true)));
+          PodJson(StrCat("svc", j, "-0"), StrCat("svc", j), Address(0x0AF46400, j), true)));
     }
     if (!store->Commit(txn).ok()) {
       std::fprintf(stderr, "writing pods failed\n");
@@ -479,8 +487,9 @@ int Main(int argc, char** argv) {
   int client_cpu = -1;
   pid_t knot_worker = -1;
   pid_t loomd_worker = -1;
-  std::string pinning = "unpinned (one CPU)";
-  if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+  std::string pinning = rounds > 0 ? "unpinned (one CPU)" : "unpinned (no rounds)";
+  // Pinning, and the warm-up bursts that find the workers, serve the rounds only.
+  if (rounds > 0 && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
     client_cpu = 1;
     PinThread(0, 1);  // this process (and what it starts from now on)
     if (cluster->etcd_pid() > 0) PinWorker(cluster->etcd_pid(), -1);
@@ -587,11 +596,12 @@ int Main(int argc, char** argv) {
               "pod unready %s\n",
               n, kTrials, summary(fresh).c_str(), summary(ready).c_str(), summary(unready).c_str());
 
-  // The zone structure alone: the heap it holds.
+  // The zone structure alone: the heap it holds (the services it is built from are
+  // the controller's, shared with the state, and not counted).
   for (int count : {10000, 100000}) {
-    std::vector<model::Service> svcs = ZoneServices(count);
+    model::ServiceTable svcs = ZoneServices(count);
     size_t before = HeapBytes();
-    auto z = ClusterZone::Build(ZoneOptions{}, svcs, {});
+    auto z = ClusterZone::Build(ZoneOptions{}, svcs);
     size_t used = HeapBytes() - before;
     std::printf("zone memory: %d services: %.1f MiB (%zu names)\n", count,
                 static_cast<double>(used) / (1 << 20), z.ok() ? (*z)->name_count() : 0);

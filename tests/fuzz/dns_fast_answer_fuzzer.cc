@@ -36,7 +36,7 @@ std::shared_ptr<const ClusterZone> MakeZone() {
   add("db", model::ServiceType::kHeadless, "");
   add("ext", model::ServiceType::kExternalName, "");
   services.back().external_name = "web.default.svc.cluster.local";
-  EndpointMap eps;
+  model::EndpointSets eps;
   for (int i = 0; i < 3; ++i) {
     model::Endpoint e;
     e.ip = "10.244.1." + std::to_string(i + 1);
@@ -44,7 +44,7 @@ std::shared_ptr<const ClusterZone> MakeZone() {
     e.ports = {8080};
     eps["default/db"].endpoints.push_back(e);
   }
-  auto zone = ClusterZone::Build(ZoneOptions{}, services, eps);
+  auto zone = ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of(services, eps));
   if (!zone.ok()) std::abort();
   return *zone;
 }

@@ -59,16 +59,14 @@ model::Endpoint Ep(const char* ip, bool ready = true) {
   return e;
 }
 
-ServiceState State(std::vector<model::Service> services,
+ServiceState State(const std::vector<model::Service>& services,
                    std::vector<std::vector<model::Endpoint>> endpoints) {
-  ServiceState s;
+  model::EndpointSets sets;
   for (size_t i = 0; i < services.size(); ++i) {
-    model::EndpointSet set;
-    set.service = services[i].meta.Key();
-    set.endpoints = endpoints[i];
-    s.endpoints[set.service] = set;
+    sets[services[i].meta.Key()].endpoints = endpoints[i];
   }
-  s.services = std::move(services);
+  ServiceState s;
+  s.services = model::ServiceTable::Of(services, sets);
   return s;
 }
 
@@ -90,7 +88,9 @@ TEST(LbReconcilerTest, ProgramsANewServiceOnceAndSkipsUnchangedState) {
   EXPECT_EQ(w.batches, 0);
 
   // Affinity alone changes the frontend's options, with no map operation.
-  s.services[0].client_ip_affinity = true;
+  model::Service sticky = Web();
+  sticky.client_ip_affinity = true;
+  s = State({sticky}, {{Ep("10.244.1.5"), Ep("10.244.2.5")}});
   ASSERT_OK_AND_ASSIGN(stats, r.Reconcile(s, w));
   ASSERT_EQ(w.options.size(), 1u);
   EXPECT_TRUE(w.options[0].client_ip_affinity);
@@ -203,6 +203,60 @@ TEST(LbReconcilerTest, AServiceThatCannotBeBuiltKeepsWhatItHad) {
                        r.Reconcile(State({Web()}, {{Ep("not-an-ip")}}), w));
   EXPECT_EQ(stats.errors, 1u);
   EXPECT_TRUE(w.ops.empty());
+  EXPECT_EQ(r.services(), 1u);
+}
+
+// Only entries that differ from the last applied state are looked at: a bad service
+// is reported once, not again with every state that still holds it.
+TEST(LbReconcilerTest, OnlyChangedEntriesAreLookedAt) {
+  LbReconciler r({}, std::nullopt);
+  RecordingWriter w;
+  model::Service api = Web();
+  api.meta.name = "api";
+  api.cluster_ip = "10.96.0.11";
+  ServiceState s = State({Web(), api}, {{Ep("not-an-ip")}, {Ep("10.244.1.6")}});
+  ASSERT_OK_AND_ASSIGN(LbReconcileStats stats, r.Reconcile(s, w));
+  EXPECT_EQ(stats.errors, 1u);
+  EXPECT_EQ(stats.services_changed, 1u);
+  // The next state: web as it was (the same entry), api's endpoints changed.
+  model::EndpointSet moved;
+  moved.service = "default/api";
+  moved.endpoints = {Ep("10.244.1.7")};
+  const model::ServiceEntry& api_entry = *s.services.Find("default/api");
+  ServiceState next;
+  next.services = s.services.With(std::vector<model::ServiceTable::Change>{
+      {"default/api", {api_entry.service, std::make_shared<const model::EndpointSet>(moved)}}});
+  w.Clear();
+  ASSERT_OK_AND_ASSIGN(stats, r.Reconcile(next, w));
+  EXPECT_EQ(stats.errors, 0u);
+  EXPECT_EQ(stats.services_changed, 1u);
+  EXPECT_EQ(w.Count(MapOp::Kind::kPutBackend), 1u);
+}
+
+// A plan that fails for want of a backend id is planned again with the next state,
+// even when the service did not change.
+TEST(LbReconcilerTest, AServiceWithoutBackendIdsIsPlannedAgainLater) {
+  // After a restart the maps hold a backend with the last id, used only by the
+  // frontend of a service that is gone: no fresh id is left until it is swept.
+  lb::ProgrammedMaps maps;
+  lb::ProgrammedService::Frontend gone;
+  gone.frontend = {*net::Ipv4Address::Parse("10.96.0.99"), 53, model::Protocol::kUdp};
+  lb::BackendAddress old{*net::Ipv4Address::Parse("10.244.3.3"), 53, model::Protocol::kUdp};
+  gone.slots.push_back(old);
+  maps.frontends.push_back(gone);
+  maps.backends.emplace_back(UINT32_MAX - 1, old);
+  LbReconciler r(maps, std::nullopt);
+  RecordingWriter w;
+  ServiceState s = State({Web()}, {{Ep("10.244.1.5")}});
+  ASSERT_OK_AND_ASSIGN(LbReconcileStats stats, r.Reconcile(s, w));
+  EXPECT_EQ(stats.errors, 1u);
+  EXPECT_EQ(stats.services_changed, 0u);
+  EXPECT_EQ(w.Count(MapOp::Kind::kDeleteBackend), 1u);  // the orphan's id is free now
+  w.Clear();
+  ASSERT_OK_AND_ASSIGN(stats, r.Reconcile(s, w));  // the same state
+  EXPECT_EQ(stats.errors, 0u);
+  EXPECT_EQ(stats.services_changed, 1u);
+  EXPECT_EQ(w.Count(MapOp::Kind::kPutBackend), 1u);
   EXPECT_EQ(r.services(), 1u);
 }
 

@@ -50,8 +50,7 @@ std::shared_ptr<const ServiceState> StateWith(const std::string& name, const std
   svc.meta.name = name;
   svc.cluster_ip = ip;
   svc.ports = {{"http", 80, 80, "", model::Protocol::kTcp, 0}};
-  s->services.push_back(svc);
-  s->endpoints[svc.meta.Key()] = {svc.meta.Key(), {}};
+  s->services = model::ServiceTable::Of({svc});
   s->generation = 1;
   return s;
 }

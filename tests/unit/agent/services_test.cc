@@ -228,17 +228,20 @@ TEST_F(ServicesTest, ControllerPublishesServicesAndEndpoints) {
                        [&] { return !seen.empty() && pred(*seen.back()); });
   };
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
-    return s.services.size() == 1 && s.endpoints.at("default/web").endpoints.size() == 1;
+    return s.services.size() == 1 &&
+           s.services.Find("default/web")->endpoints->endpoints.size() == 1;
   }));
-  EXPECT_TRUE(controller.Current()->endpoints.at("default/web").endpoints[0].ready);
+  EXPECT_TRUE(controller.Current()->services.Find("default/web")->endpoints->endpoints[0].ready);
 
-  // A pod turning unready, a broken pod value (skipped), a new service: each shows up.
+  // A broken pod value (skipped), a pod turning unready, a new service: each shows up.
+  // The pods' watch delivers in order, so the state with the pod unready comes after
+  // the broken value was seen.
+  ASSERT_OK(store_->Put("/loom/pods/n1/bad", "{not json").status());
   pod.ready = false;
   ASSERT_OK(store_->Put("/loom/pods/n1/c1", model::PodToJson(pod).dump()).status());
-  ASSERT_OK(store_->Put("/loom/pods/n1/bad", "{not json").status());
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
-    return !s.endpoints.at("default/web").endpoints.empty() &&
-           !s.endpoints.at("default/web").endpoints[0].ready;
+    const model::EndpointSet& web = *s.services.Find("default/web")->endpoints;
+    return !web.endpoints.empty() && !web.endpoints[0].ready;
   }));
   EXPECT_GE(controller.decode_errors(), 1u);
   std::string api = kWeb;
@@ -248,7 +251,7 @@ TEST_F(ServicesTest, ControllerPublishesServicesAndEndpoints) {
   ASSERT_OK(store_->Delete("/loom/pods/n1/c1").status());
   ASSERT_OK(registry_->Delete("default", "web").status());
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
-    return s.services.size() == 1 && s.endpoints.at("default/api").endpoints.empty();
+    return s.services.size() == 1 && s.services.Find("default/api")->endpoints->endpoints.empty();
   }));
   controller.Stop();
 }
@@ -287,6 +290,35 @@ store::KeyValue ServiceKv(const std::string& name, int64_t rev) {
   return {ServiceKey("default", name), StoredService{*svc, ""}.ToJson().dump(), rev, rev, 1, 0};
 }
 
+// Every state a controller publishes, kept in order.
+class StateLog {
+ public:
+  explicit StateLog(ServiceController& controller) {
+    controller.Subscribe([this](std::shared_ptr<const ServiceState> s) {
+      std::lock_guard<std::mutex> lock(mu_);
+      states_.push_back(std::move(s));
+      cv_.notify_all();
+    });
+  }
+  // The newest state once it holds `revision`; null if none does within 5 s.
+  std::shared_ptr<const ServiceState> WaitForRevision(store::Revision revision) {
+    std::unique_lock<std::mutex> lock(mu_);
+    bool arrived = cv_.wait_for(lock, std::chrono::seconds(5), [&] {
+      return !states_.empty() && states_.back()->revision == revision;
+    });
+    return arrived ? states_.back() : nullptr;
+  }
+  std::vector<std::shared_ptr<const ServiceState>> All() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return states_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<const ServiceState>> states_;
+};
+
 TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
   ScriptedStore store;
   ServiceController controller(&store, {absl::Milliseconds(1)});
@@ -316,12 +348,73 @@ TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
   ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 3; }));
   services(store::WatchBatch{true, {ServiceKv("b", 3), ServiceKv("d", 9)}, {}, 9});
   ASSERT_TRUE(wait_for([](const ServiceState& s) {
-    return s.services.size() == 2 && s.services[0].meta.name == "b" &&
-           s.services[1].meta.name == "d" && s.revision == 9;
+    std::vector<std::string> keys;
+    for (const model::ServiceEntry& e : s.services) keys.push_back(e.key());
+    return keys == std::vector<std::string>{"default/b", "default/d"} && s.revision == 9;
   }));
   services(store::WatchBatch{
       false, {}, {{store::Event::Type::kDelete, {ServiceKey("default", "b"), "", 0, 10, 0, 0}}}, 10});
   ASSERT_TRUE(wait_for([](const ServiceState& s) { return s.services.size() == 1; }));
+  controller.Stop();
+}
+
+// A snapshot shares with the one before it every object that did not change: the
+// same Service and EndpointSet objects, not equal copies.
+TEST(ServiceControllerTest, UnchangedServicesAreSharedBetweenStates) {
+  ScriptedStore store;
+  ServiceController controller(&store, {absl::Milliseconds(1)});
+  StateLog log(controller);
+  ASSERT_OK(controller.Start());
+  auto pod_kv = [](const std::string& app, bool ready, int64_t rev) {
+    model::Pod p;
+    p.meta.name = app + "-0";
+    p.meta.labels = {{"app", app}};
+    p.id = "c-" + app;
+    p.node = "n1";
+    p.ips = {app == "a" ? "10.244.0.1" : "10.244.0.2"};
+    p.ready = ready;
+    return store::KeyValue{"/loom/pods/n1/c-" + app, model::PodToJson(p).dump(), rev, rev, 1, 0};
+  };
+  store.callbacks.at(std::string(kServicesPrefix))(
+      store::WatchBatch{true, {ServiceKv("a", 2), ServiceKv("b", 3)}, {}, 3});
+  store.callbacks.at(std::string(kPodsPrefix))(
+      store::WatchBatch{true, {pod_kv("a", true, 3), pod_kv("b", true, 3)}, {}, 3});
+  std::shared_ptr<const ServiceState> first = log.WaitForRevision(3);
+  ASSERT_NE(first, nullptr);
+  ASSERT_EQ(first->services.size(), 2u);
+
+  // Pod a turns unready: a's endpoints are new, a's service and all of b are the same objects.
+  store.callbacks.at(std::string(kPodsPrefix))(
+      store::WatchBatch{false, {}, {{store::Event::Type::kPut, pod_kv("a", false, 4)}}, 4});
+  std::shared_ptr<const ServiceState> second = log.WaitForRevision(4);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->changed, std::vector<std::string>{"default/a"});
+  const model::ServiceEntry* a1 = first->services.Find("default/a");
+  const model::ServiceEntry* a2 = second->services.Find("default/a");
+  const model::ServiceEntry* b1 = first->services.Find("default/b");
+  const model::ServiceEntry* b2 = second->services.Find("default/b");
+  ASSERT_TRUE(a1 && a2 && b1 && b2);
+  EXPECT_EQ(a2->service, a1->service);
+  EXPECT_NE(a2->endpoints, a1->endpoints);
+  EXPECT_FALSE(a2->endpoints->endpoints[0].ready);
+  EXPECT_TRUE(a1->endpoints->endpoints[0].ready);  // the first snapshot is untouched
+  EXPECT_EQ(*b2, *b1);
+
+  // Service b is put again unchanged (same revision, as after a resync): nothing is
+  // published for it and its objects stay; a new revision of it is a new object.
+  store.callbacks.at(std::string(kServicesPrefix))(
+      store::WatchBatch{false, {}, {{store::Event::Type::kPut, ServiceKv("b", 3)}}, 5});
+  std::shared_ptr<const ServiceState> third = log.WaitForRevision(5);
+  ASSERT_NE(third, nullptr);
+  EXPECT_TRUE(third->changed.empty());
+  EXPECT_EQ(*third->services.Find("default/b"), *b1);
+  store.callbacks.at(std::string(kServicesPrefix))(
+      store::WatchBatch{false, {}, {{store::Event::Type::kPut, ServiceKv("b", 6)}}, 6});
+  std::shared_ptr<const ServiceState> fourth = log.WaitForRevision(6);
+  ASSERT_NE(fourth, nullptr);
+  EXPECT_EQ(fourth->changed, std::vector<std::string>{"default/b"});
+  EXPECT_NE(fourth->services.Find("default/b")->service, b1->service);
+  EXPECT_EQ(*fourth->services.Find("default/a"), *a2);
   controller.Stop();
 }
 
@@ -330,14 +423,7 @@ TEST(ServiceControllerTest, ResyncReplacesWhatItKnew) {
 TEST(ServiceControllerTest, IncrementalEndpointsMatchAFullDerivation) {
   ScriptedStore store;
   ServiceController controller(&store, {absl::Milliseconds(1)});
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::shared_ptr<const ServiceState>> states;
-  controller.Subscribe([&](std::shared_ptr<const ServiceState> s) {
-    std::lock_guard<std::mutex> lock(mu);
-    states.push_back(std::move(s));
-    cv.notify_all();
-  });
+  StateLog log(controller);
   ASSERT_OK(controller.Start());
   auto& on_services = store.callbacks.at(std::string(kServicesPrefix));
   auto& on_pods = store.callbacks.at(std::string(kPodsPrefix));
@@ -418,47 +504,44 @@ TEST(ServiceControllerTest, IncrementalEndpointsMatchAFullDerivation) {
       for (const auto& [k, p] : pods) snapshot.push_back(pod_kv(k, p, rev));
       on_pods(store::WatchBatch{true, snapshot, {}, rev});
     }
-    std::shared_ptr<const ServiceState> state;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(5), [&] {
-        return !states.empty() && states.back()->revision == rev;
-      })) << "step " << step;
-      state = states.back();
-    }
+    std::shared_ptr<const ServiceState> state = log.WaitForRevision(rev);
+    ASSERT_NE(state, nullptr) << "step " << step;
     // Everything from scratch.
     std::vector<const model::Pod*> all;
     for (const auto& [k, p] : pods) all.push_back(&p);
     ASSERT_EQ(state->services.size(), services.size()) << "step " << step;
     for (const auto& [k, s] : services) {
-      ASSERT_TRUE(state->endpoints.contains(s.meta.Key()));
-      EXPECT_EQ(state->endpoints.at(s.meta.Key()), model::DeriveEndpoints(s, all))
+      const model::ServiceEntry* e = state->services.Find(s.meta.Key());
+      ASSERT_NE(e, nullptr);
+      EXPECT_EQ(*e->endpoints, model::DeriveEndpoints(s, all))
           << "step " << step << " service " << s.meta.Key();
     }
     // `changed` against the previous snapshot seen (states in between are folded in).
     if (previous && !state->full) {
       std::set<std::string> differ;
-      std::map<std::string, const model::Service*> before, after;
-      for (const auto& s : previous->services) before[s.meta.Key()] = &s;
-      for (const auto& s : state->services) after[s.meta.Key()] = &s;
-      for (const auto& [k, s] : before) {
-        if (!after.contains(k) || !(*after[k] == *s) ||
-            !(previous->endpoints.at(k) == state->endpoints.at(k))) {
-          differ.insert(k);
+      for (const model::ServiceEntry& e : previous->services) {
+        const model::ServiceEntry* now = state->services.Find(e.key());
+        if (now == nullptr || !(*now->service == *e.service) ||
+            !(*now->endpoints == *e.endpoints)) {
+          differ.insert(e.key());
+        }
+        // Unchanged objects are shared, never copied.
+        if (now != nullptr && *now->service == *e.service) {
+          EXPECT_EQ(now->service, e.service) << "step " << step << " " << e.key();
+        }
+        if (now != nullptr && *now->endpoints == *e.endpoints) {
+          EXPECT_EQ(now->endpoints, e.endpoints) << "step " << step << " " << e.key();
         }
       }
-      for (const auto& [k, s] : after) {
-        if (!before.contains(k)) differ.insert(k);
+      for (const model::ServiceEntry& e : state->services) {
+        if (previous->services.Find(e.key()) == nullptr) differ.insert(e.key());
       }
+      // Union of the `changed` of every snapshot after `previous`.
       std::set<std::string> reported;
-      {
-        // Union of the `changed` of every snapshot after `previous`.
-        std::lock_guard<std::mutex> lock(mu);
-        bool after_previous = false;
-        for (const auto& st : states) {
-          if (after_previous) reported.insert(st->changed.begin(), st->changed.end());
-          if (st == previous) after_previous = true;
-        }
+      bool after_previous = false;
+      for (const auto& st : log.All()) {
+        if (after_previous) reported.insert(st->changed.begin(), st->changed.end());
+        if (st == previous) after_previous = true;
       }
       for (const std::string& k : differ) EXPECT_TRUE(reported.contains(k)) << "step " << step << " " << k;
     }

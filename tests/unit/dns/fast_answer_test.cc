@@ -92,7 +92,7 @@ class FastAnswerTest : public ::testing::Test {
     services.back().external_name = "example.org";
     services.push_back(Svc("alias", "default", model::ServiceType::kExternalName));
     services.back().external_name = "svc1.default.svc.cluster.local";
-    EndpointMap eps;
+    model::EndpointSets eps;
     for (int i = 0; i < 3; ++i) {
       model::Endpoint e;
       e.ip = StrCat("10.244.1.", i + 1);
@@ -107,7 +107,8 @@ class FastAnswerTest : public ::testing::Test {
       e.ready = true;
       eps["default/wide"].endpoints.push_back(e);
     }
-    ASSERT_OK_AND_ASSIGN(zone_, ClusterZone::Build(ZoneOptions{}, services, eps));
+    ASSERT_OK_AND_ASSIGN(zone_,
+                         ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of(services, eps)));
   }
 
   std::shared_ptr<const ClusterZone> zone_;

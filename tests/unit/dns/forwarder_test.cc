@@ -148,7 +148,7 @@ TEST(ForwarderLoop, DetectsAForwardingLoop) {
     }
   } shim;
   ZoneHolder zones;
-  zones.Set(*ClusterZone::Build(ZoneOptions{}, {}, {}));
+  zones.Set(*ClusterZone::Build(ZoneOptions{}, {}));
   ServerOptions so;
   so.listen = "127.0.0.1:0";
   DnsServer server(so, &zones, &shim);

@@ -93,7 +93,7 @@ class DnsServerTest : public ::testing::Test {
       e.ports = {8080};
       eps["default/big"].endpoints.push_back(e);
     }
-    auto zone = ClusterZone::Build(ZoneOptions{}, services, eps);
+    auto zone = ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of(services, eps));
     ASSERT_TRUE(zone.ok()) << zone.status();
     zones_.Set(*zone);
     ServerOptions opts;

@@ -60,7 +60,7 @@ class ZoneTest : public ::testing::Test {
                                    Ep("10.244.2.7", true, "", {5432}),
                                    Ep("10.244.2.8", false, "db-2", {5432})};
     eps["default/empty"].endpoints = {Ep("10.244.1.9", false)};
-    auto zone = ClusterZone::Build(ZoneOptions{}, services, eps);
+    auto zone = ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of(services, eps));
     ASSERT_TRUE(zone.ok()) << zone.status();
     zone_ = *zone;
   }
@@ -214,7 +214,7 @@ TEST(ZoneTruncation, ManyEndpointsSetTcOverUdpAndFitOverTcp) {
     eps["default/big"].endpoints.push_back(
         Ep("10.244." + std::to_string(i / 200) + "." + std::to_string(i % 200 + 1), true));
   }
-  auto zone = ClusterZone::Build(ZoneOptions{}, {svc}, eps);
+  auto zone = ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of({svc}, eps));
   ASSERT_TRUE(zone.ok());
   uint8_t qbuf[512];
   MessageWriter qw(qbuf, sizeof qbuf);
@@ -253,7 +253,7 @@ TEST(ZoneUpdateTest, UpdatesEqualAFullBuild) {
   std::mt19937 rng(11);
   auto pick = [&](int n) { return static_cast<int>(rng() % n); };
   std::map<std::string, model::Service> services;
-  EndpointMap endpoints;
+  model::EndpointSets endpoints;
   auto random_service = [&](int i) {
     model::Service s = Svc(StrCat("s", i), model::ServiceType::kClusterIP);
     s.meta.ns = pick(2) == 0 ? "default" : "other";
@@ -289,7 +289,7 @@ TEST(ZoneUpdateTest, UpdatesEqualAFullBuild) {
     return v;
   };
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> zone,
-                       ClusterZone::Build(ZoneOptions{}, {}, {}));
+                       ClusterZone::Build(ZoneOptions{}, {}));
   for (int step = 0; step < 400; ++step) {
     std::vector<std::string> changed;
     int edits = 1 + pick(3);
@@ -321,11 +321,11 @@ TEST(ZoneUpdateTest, UpdatesEqualAFullBuild) {
         changed.push_back(s.meta.Key());
       }
     }
-    std::vector<model::Service> all = vector_of();
+    model::ServiceTable table = model::ServiceTable::Of(vector_of(), endpoints);
     ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> updated,
-                         ClusterZone::Update(zone, ZoneOptions{}, all, endpoints, changed));
+                         ClusterZone::Update(zone, ZoneOptions{}, table, changed));
     ASSERT_OK_AND_ASSIGN(std::shared_ptr<const ClusterZone> built,
-                         ClusterZone::Build(ZoneOptions{}, all, endpoints));
+                         ClusterZone::Build(ZoneOptions{}, table));
     ASSERT_EQ(updated->Dump(), built->Dump()) << "step " << step;
     EXPECT_EQ(updated->name_count(), built->name_count());
     zone = updated;
@@ -339,11 +339,13 @@ TEST(ZoneUpdateTest, OneChangeRebuildsOnlyItsShards) {
                            StrCat("10.96.", i / 250, ".", i % 250 + 1),
                            {{"http", 80, 8080, "", model::Protocol::kTcp, 0}}));
   }
-  ASSERT_OK_AND_ASSIGN(auto zone, ClusterZone::Build(ZoneOptions{}, services, {}));
+  ASSERT_OK_AND_ASSIGN(auto zone,
+                       ClusterZone::Build(ZoneOptions{}, model::ServiceTable::Of(services)));
   EXPECT_EQ(zone->rebuilt_shards(), 2 * ClusterZone::kShards);
   services.push_back(Svc("fresh", model::ServiceType::kClusterIP, "10.96.200.1"));
   ASSERT_OK_AND_ASSIGN(auto next,
-                       ClusterZone::Update(zone, ZoneOptions{}, services, {}, {"default/fresh"}));
+                       ClusterZone::Update(zone, ZoneOptions{}, model::ServiceTable::Of(services),
+                                           {"default/fresh"}));
   EXPECT_EQ(next->rebuilt_shards(), 2);  // its forward shard and its address's reverse shard
   EXPECT_TRUE(next->Find(N("fresh.default.svc.cluster.local")).has_value());
   EXPECT_TRUE(next->Find(N("1.200.96.10.in-addr.arpa")).has_value());
@@ -352,7 +354,7 @@ TEST(ZoneUpdateTest, OneChangeRebuildsOnlyItsShards) {
   EXPECT_TRUE(next->Find(N("svc9999.default.svc.cluster.local")).has_value());
   // Other options: a full build.
   ASSERT_OK_AND_ASSIGN(auto other, ClusterZone::Update(next, ZoneOptions{"cluster.local", 30},
-                                                       services, {}, {}));
+                                                       model::ServiceTable::Of(services), {}));
   EXPECT_EQ(other->rebuilt_shards(), 2 * ClusterZone::kShards);
   EXPECT_EQ(other->ttl(), 30u);
 }
