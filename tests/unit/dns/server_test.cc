@@ -340,7 +340,8 @@ int Load(int fd, const std::vector<uint8_t>& query, int count) {
 TEST(DnsServerCoalesce, WaitsOnItsTimerOnlyUnderLoad) {
   ZoneHolder zones;
   auto zone = ClusterZone::Build(
-      ZoneOptions{}, {Svc("web", model::ServiceType::kClusterIP, "10.96.0.10")}, {});
+      ZoneOptions{},
+      model::ServiceTable::Of({Svc("web", model::ServiceType::kClusterIP, "10.96.0.10")}));
   ASSERT_TRUE(zone.ok()) << zone.status();
   zones.Set(*zone);
   ServerOptions opts;
