@@ -28,11 +28,10 @@ namespace {
 
 constexpr int kBatch = 32;
 // Load, for ServerOptions::udp_coalesce: a worker starts waiting on its timer when it
-// used the CPU for at least half of the last kLoadWindowNs (or more), or when one read
-// finds kCoalesceBacklog queries queued, and goes on while each wait brings at least
-// kCoalesceStay. Clients at a moderate rate never meet the timer.
+// used the CPU for at least half of the last kLoadWindowNs (or more), and goes on while
+// each wait brings at least kCoalesceStay queries. Clients at a moderate rate never
+// meet the timer.
 constexpr int64_t kLoadWindowNs = 2'000'000;
-constexpr int kCoalesceBacklog = 8;
 constexpr int kCoalesceStay = 2;
 constexpr size_t kMaxQuery = 4096;
 constexpr size_t kMaxTcpMessage = 65535;
@@ -540,22 +539,23 @@ void DnsServer::UdpLoop(Worker* w) {
     }
     int n;
     if (coalescing) {
-      if (!full) {
+      const bool waited = !full;
+      if (waited) {
         timespec wait{coalesce_ns / 1'000'000'000, coalesce_ns % 1'000'000'000};
         clock_nanosleep(CLOCK_MONOTONIC, 0, &wait, nullptr);
         counters.Bump(counters.udp_waits);
       }
       n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_DONTWAIT, nullptr);
-      if (n < kCoalesceStay && !full) {  // the load is gone
+      // The load is gone when a wait brought fewer than kCoalesceStay queries, or a
+      // read right after a full batch found none.
+      if (n < kCoalesceStay && (waited || n <= 0)) {
         coalescing = false;
         window_start = MonotonicNs();
         window_cpu = ThreadCpuNs();
       }
     } else {
       n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
-      if (coalesce_ns > 0 && n >= kCoalesceBacklog) {
-        coalescing = true;  // a backlog: the worker falls behind (or lost its CPU)
-      } else if (coalesce_ns > 0) {
+      if (coalesce_ns > 0) {
         const int64_t now = MonotonicNs();
         if (now - window_start >= kLoadWindowNs) {
           const int64_t cpu = ThreadCpuNs();
@@ -565,7 +565,10 @@ void DnsServer::UdpLoop(Worker* w) {
         }
       }
     }
-    if (n <= 0) continue;  // a timeout (to check stopping_), EINTR, or an empty wait
+    if (n <= 0) {  // a timeout (to check stopping_), EINTR, or nothing to read
+      full = false;
+      continue;
+    }
     full = n == kBatch;
     // One clock reading and one snapshot check per batch, not per query.
     const int64_t start = MonotonicNs();

@@ -64,6 +64,8 @@ struct Result {
   double qps = 0;
   double worker_us = 0;  // CPU time of the server's UDP worker per answered query
   double avg_ms = 0;
+  double p50_ms = 0;  // these three at the fixed rate
+  double p90_ms = 0;
   double p99_ms = 0;
   double others_ms = 0;       // CPU time of the server's other threads meanwhile
   double sleeps_per_kq = 0;   // times the worker went to sleep, per 1000 queries
@@ -218,6 +220,8 @@ Result Measure(int cpu, const std::string& ip, int port, const std::string& quer
   }
   if (!samples.empty()) {
     std::sort(samples.begin(), samples.end());
+    r.p50_ms = samples[samples.size() / 2] * 1000;
+    r.p90_ms = samples[samples.size() * 9 / 10] * 1000;
     r.p99_ms = samples[samples.size() * 99 / 100] * 1000;
   }
   return r;
@@ -537,9 +541,10 @@ int Main(int argc, char** argv) {
         Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker));
     ls.push_back(Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker));
     auto line = [](const Result& x) {
-      return absl::StrFormat("%.0f q/s, p99 %.3f ms, worker %.2f us/q, %.1f sleeps/kq, "
-                             "CPU busy %.0f%%/%.0f%%",
-                             x.qps, x.p99_ms, x.worker_us, x.sleeps_per_kq, x.busy[0], x.busy[1]);
+      return absl::StrFormat("%.0f q/s, p50/90/99 %.3f/%.3f/%.3f ms, worker %.2f us/q, "
+                             "%.1f sleeps/kq, CPU busy %.0f%%/%.0f%%",
+                             x.qps, x.p50_ms, x.p90_ms, x.p99_ms, x.worker_us, x.sleeps_per_kq,
+                             x.busy[0], x.busy[1]);
     };
     std::printf("  round %d: knotd %s; loomd %s\n", r + 1, line(ks.back()).c_str(),
                 line(ls.back()).c_str());
