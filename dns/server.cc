@@ -28,10 +28,12 @@ namespace {
 
 constexpr int kBatch = 32;
 // Load, for ServerOptions::udp_coalesce: a worker starts waiting on its timer when it
-// used the CPU for at least half of the last kLoadWindowNs (or more), and goes on while
-// each wait brings at least kCoalesceStay queries. Clients at a moderate rate never
-// meet the timer.
+// used the CPU for at least half of each of the last kLoadWindows windows of
+// kLoadWindowNs (or more), and goes on while each wait brings at least kCoalesceStay
+// queries. Clients at a moderate rate never meet the timer, even when they catch up
+// in a burst.
 constexpr int64_t kLoadWindowNs = 2'000'000;
+constexpr int kLoadWindows = 2;
 constexpr int kCoalesceStay = 2;
 constexpr size_t kMaxQuery = 4096;
 constexpr size_t kMaxTcpMessage = 65535;
@@ -532,6 +534,7 @@ void DnsServer::UdpLoop(Worker* w) {
   // The load window: when it began, and the CPU time the worker had used by then.
   int64_t window_start = MonotonicNs();
   int64_t window_cpu = ThreadCpuNs();
+  int loaded_windows = 0;  // consecutive windows with half a CPU used
   while (!stopping_.load(std::memory_order_relaxed)) {
     for (int i = 0; i < kBatch; ++i) {
       w->in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
@@ -559,7 +562,9 @@ void DnsServer::UdpLoop(Worker* w) {
         const int64_t now = MonotonicNs();
         if (now - window_start >= kLoadWindowNs) {
           const int64_t cpu = ThreadCpuNs();
-          coalescing = (cpu - window_cpu) * 2 >= now - window_start;
+          loaded_windows = (cpu - window_cpu) * 2 >= now - window_start ? loaded_windows + 1 : 0;
+          coalescing = loaded_windows >= kLoadWindows;
+          if (coalescing) loaded_windows = 0;
           window_start = now;
           window_cpu = cpu;
         }

@@ -26,12 +26,12 @@ struct ServerOptions {
   std::string listen = "169.254.20.10:53";  // ip:port; port 0 picks a free one
   int udp_workers = 1;
   uint16_t max_udp_size = 1232;  // answers above this (or the client's EDNS size) set TC
-  // Under load (the worker was busy at least half of the last 2 ms), a UDP worker
-  // whose last read did not fill its batch waits this long on a timer of its own
-  // before reading again, instead of sleeping on its socket: the queries sent
-  // meanwhile are read and answered in one batch, and the clients' sends do not have
-  // to wake it (interrupt coalescing, as NICs do). It stops as soon as a wait brings
-  // fewer than two queries. Zero: off.
+  // Under load (the worker used the CPU at least half of each of the last two 2 ms
+  // windows), a UDP worker whose last read did not fill its batch waits this long on
+  // a timer of its own before reading again, instead of sleeping on its socket: the
+  // queries sent meanwhile are read and answered in one batch, and the clients' sends
+  // do not have to wake it (interrupt coalescing, as NICs do). It stops as soon as a
+  // wait brings fewer than two queries. Zero: off.
   absl::Duration udp_coalesce = absl::ZeroDuration();
   absl::Duration tcp_idle_timeout = absl::Seconds(10);
   int max_tcp_connections = 1024;

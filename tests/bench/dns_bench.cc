@@ -64,6 +64,7 @@ struct Result {
   double qps = 0;
   double worker_us = 0;  // CPU time of the server's UDP worker per answered query
   double avg_ms = 0;
+  double fixed_rate_waits = 0;  // loomd's coalescing waits during the fixed-rate run
   double p50_ms = 0;  // these three at the fixed rate
   double p90_ms = 0;
   double p99_ms = 0;
@@ -162,8 +163,14 @@ std::pair<uint64_t, uint64_t> CpuJiffies(int cpu) {
 
 // Throughput (as fast as the server answers), then latency at a fixed rate, with
 // per-query timings.
+// loomd's loom_dns_udp_coalesce_waits_total (0 when unreadable).
+double CoalesceWaits() {
+  auto m = testing::RunCommand({"curl", "-s", "http://127.0.0.1:9464/metrics"});
+  return m.ok() ? Field(m->out, "\nloom_dns_udp_coalesce_waits_total ") : 0;
+}
+
 Result Measure(int cpu, const std::string& ip, int port, const std::string& queries,
-               int seconds, pid_t pid, pid_t worker) {
+               int seconds, pid_t pid, pid_t worker, bool loomd) {
   Result r;
   const uint64_t cpu_before = ThreadCpuNs(pid, worker);
   const std::map<pid_t, long> ticks_before = ThreadTicks(pid);
@@ -204,10 +211,12 @@ Result Measure(int cpu, const std::string& ip, int port, const std::string& quer
   if (lost != std::string::npos) {
     r.lost = tp->out.substr(lost + 13, tp->out.find('\n', lost) - lost - 13);
   }
+  const double waits_before = loomd ? CoalesceWaits() : 0;
   auto lat = testing::RunCommand(Dnsperf(cpu, ip, port,
                                          {"-d", queries, "-c", "4", "-T", "1", "-l",
                                           std::to_string(seconds), "-Q", "20000", "-v"}),
                                  absl::Seconds(seconds + 30));
+  if (loomd) r.fixed_rate_waits = CoalesceWaits() - waits_before;
   if (!lat.ok()) return r;
   std::vector<double> samples;
   std::istringstream in(lat->out);
@@ -538,16 +547,17 @@ int Main(int argc, char** argv) {
   std::vector<Result> ks, ls;
   for (int r = 0; r < rounds; ++r) {
     ks.push_back(
-        Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker));
-    ls.push_back(Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker));
+        Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker, false));
+    ls.push_back(
+        Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker, true));
     auto line = [](const Result& x) {
       return absl::StrFormat("%.0f q/s, p50/90/99 %.3f/%.3f/%.3f ms, worker %.2f us/q, "
                              "%.1f sleeps/kq, CPU busy %.0f%%/%.0f%%",
                              x.qps, x.p50_ms, x.p90_ms, x.p99_ms, x.worker_us, x.sleeps_per_kq,
                              x.busy[0], x.busy[1]);
     };
-    std::printf("  round %d: knotd %s; loomd %s\n", r + 1, line(ks.back()).c_str(),
-                line(ls.back()).c_str());
+    std::printf("  round %d: knotd %s; loomd %s, %.0f coalescing waits at 20k q/s\n", r + 1,
+                line(ks.back()).c_str(), line(ls.back()).c_str(), ls.back().fixed_rate_waits);
     std::fflush(stdout);
   }
   if (rounds > 0) {
