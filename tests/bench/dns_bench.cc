@@ -12,7 +12,9 @@
 // and every other thread of both servers, etcd, this process and dnsperf run on
 // CPU 1: the worker each server answers with has a CPU to itself, as the issue's
 // "one worker thread each" asks. The rounds alternate between the servers; the
-// figures are medians over the rounds. Beside queries/s and p99, for each server
+// figures are medians over the rounds. Each round's latency at the fixed 20k q/s is
+// measured in 2 s slices alternating between the servers and pooled per server, so
+// that both meet the same moments of the machine. Beside queries/s and p99, for each server
 // during its throughput run: its worker's CPU time per answered query (from
 // /proc/<pid>/task/<tid>/schedstat) and how often the worker went to sleep (its
 // voluntary context switches), the context switches of the whole machine per query,
@@ -170,7 +172,7 @@ double CoalesceWaits() {
 }
 
 Result Measure(int cpu, const std::string& ip, int port, const std::string& queries,
-               int seconds, pid_t pid, pid_t worker, bool loomd) {
+               int seconds, pid_t pid, pid_t worker) {
   Result r;
   const uint64_t cpu_before = ThreadCpuNs(pid, worker);
   const std::map<pid_t, long> ticks_before = ThreadTicks(pid);
@@ -211,14 +213,18 @@ Result Measure(int cpu, const std::string& ip, int port, const std::string& quer
   if (lost != std::string::npos) {
     r.lost = tp->out.substr(lost + 13, tp->out.find('\n', lost) - lost - 13);
   }
-  const double waits_before = loomd ? CoalesceWaits() : 0;
+  return r;
+}
+
+// Per-query latencies (seconds) of `seconds` at a fixed 20k q/s.
+std::vector<double> FixedRate(int cpu, const std::string& ip, int port,
+                              const std::string& queries, int seconds) {
+  std::vector<double> samples;
   auto lat = testing::RunCommand(Dnsperf(cpu, ip, port,
                                          {"-d", queries, "-c", "4", "-T", "1", "-l",
                                           std::to_string(seconds), "-Q", "20000", "-v"}),
                                  absl::Seconds(seconds + 30));
-  if (loomd) r.fixed_rate_waits = CoalesceWaits() - waits_before;
-  if (!lat.ok()) return r;
-  std::vector<double> samples;
+  if (!lat.ok()) return samples;
   std::istringstream in(lat->out);
   std::string line;
   while (std::getline(in, line)) {
@@ -227,13 +233,16 @@ Result Measure(int cpu, const std::string& ip, int port, const std::string& quer
     double v = 0;
     if (absl::SimpleAtod(ToAbsl(std::string_view(line).substr(sp + 1)), &v)) samples.push_back(v);
   }
-  if (!samples.empty()) {
-    std::sort(samples.begin(), samples.end());
-    r.p50_ms = samples[samples.size() / 2] * 1000;
-    r.p90_ms = samples[samples.size() * 9 / 10] * 1000;
-    r.p99_ms = samples[samples.size() * 99 / 100] * 1000;
-  }
-  return r;
+  return samples;
+}
+
+// p50, p90 and p99 of `samples` into `r`.
+void Percentiles(std::vector<double> samples, Result* r) {
+  if (samples.empty()) return;
+  std::sort(samples.begin(), samples.end());
+  r->p50_ms = samples[samples.size() / 2] * 1000;
+  r->p90_ms = samples[samples.size() * 9 / 10] * 1000;
+  r->p99_ms = samples[samples.size() * 99 / 100] * 1000;
 }
 
 Result Median(const std::vector<Result>& rs) {
@@ -547,9 +556,24 @@ int Main(int argc, char** argv) {
   std::vector<Result> ks, ls;
   for (int r = 0; r < rounds; ++r) {
     ks.push_back(
-        Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker, false));
+        Measure(client_cpu, kDnsIp, kKnotPort, queries, seconds, knot_pid, knot_worker));
     ls.push_back(
-        Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker, true));
+        Measure(client_cpu, kDnsIp, 53, queries, seconds, loomd_pid, loomd_worker));
+    // Latency at the fixed rate in slices that alternate between the servers, so that
+    // both meet the same moments of the machine; each server's slices pooled.
+    std::vector<double> k_samples, l_samples;
+    const int slices = std::max(1, seconds / 2);
+    const int slice_s = std::max(1, seconds / slices);
+    const double waits_before = CoalesceWaits();
+    for (int i = 0; i < slices; ++i) {
+      std::vector<double> k = FixedRate(client_cpu, kDnsIp, kKnotPort, queries, slice_s);
+      k_samples.insert(k_samples.end(), k.begin(), k.end());
+      std::vector<double> l = FixedRate(client_cpu, kDnsIp, 53, queries, slice_s);
+      l_samples.insert(l_samples.end(), l.begin(), l.end());
+    }
+    ls.back().fixed_rate_waits = CoalesceWaits() - waits_before;
+    Percentiles(std::move(k_samples), &ks.back());
+    Percentiles(std::move(l_samples), &ls.back());
     auto line = [](const Result& x) {
       return absl::StrFormat("%.0f q/s, p50/90/99 %.3f/%.3f/%.3f ms, worker %.2f us/q, "
                              "%.1f sleeps/kq, CPU busy %.0f%%/%.0f%%",
