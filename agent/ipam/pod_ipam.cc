@@ -71,7 +71,7 @@ absl::StatusOr<Allocation> PodIpam::Allocate(const Allocation& request) {
   std::lock_guard lock(mu_);
   const uint64_t size = pod_cidr_.Size();
   // A few rounds: another allocator may win a CAS between our range and our claim.
-  for (int attempt = 0; attempt < 8; ++attempt) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
     ASSIGN_OR_RETURN(std::vector<Allocation> all, ListLocked());
     absl::flat_hash_set<net::Ipv4Address> used;
     for (Allocation& a : all) {
@@ -100,6 +100,9 @@ absl::StatusOr<Allocation> PodIpam::Allocate(const Allocation& request) {
     ASSIGN_OR_RETURN(store::TxnResult r, store_->Commit(txn));
     cursor_ = *pick;
     if (r.succeeded) return a;
+    // Lost to another allocator, which walks the range as this one does: look on from
+    // a random place, or the two stay in step and this one loses every round.
+    cursor_ = absl::Uniform<uint64_t>(random_, 0, size);
   }
   return absl::UnavailableError("pod address allocation kept losing races; try again");
 }

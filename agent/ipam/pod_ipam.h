@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "agent/store/store.h"
 #include "common/json.h"
@@ -66,6 +67,7 @@ class PodIpam {
   const net::Ipv4Prefix pod_cidr_;
   std::mutex mu_;  // one allocation at a time in this process; the CAS guards the rest
   uint64_t cursor_ = 0;  // offset in the CIDR of the last address handed out
+  absl::BitGen random_;  // where to look next after losing a race
 };
 
 }  // namespace loom::ipam
