@@ -100,6 +100,37 @@ int64_t ThreadCpuNs() {
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
+// A UDP worker's load (ServerOptions::udp_coalesce), in windows of kLoadWindowNs: how
+// many in a row it used the CPU for at least half of.
+class LoadWindows {
+ public:
+  explicit LoadWindows(int64_t now) { Restart(now); }
+
+  // A new first window from `now`.
+  void Restart(int64_t now) {
+    start_ = now;
+    cpu_ = ThreadCpuNs();
+    loaded_ = 0;
+  }
+  // After a read at `now`: whether the last kLoadWindows windows were each loaded
+  // (then counting starts over).
+  bool Loaded(int64_t now) {
+    if (now - start_ < kLoadWindowNs) return false;
+    const int64_t cpu = ThreadCpuNs();
+    loaded_ = (cpu - cpu_) * 2 >= now - start_ ? loaded_ + 1 : 0;
+    start_ = now;
+    cpu_ = cpu;
+    if (loaded_ < kLoadWindows) return false;
+    loaded_ = 0;
+    return true;
+  }
+
+ private:
+  int64_t start_ = 0;  // when the window began
+  int64_t cpu_ = 0;    // the CPU time the worker had used by then
+  int loaded_ = 0;     // loaded windows in a row
+};
+
 std::vector<uint8_t> ErrorBytes(const Query& q, Rcode rcode, uint16_t udp_size) {
   std::vector<uint8_t> out(512);
   MessageWriter w(out.data(), out.size());
@@ -531,52 +562,37 @@ void DnsServer::UdpLoop(Worker* w) {
   if (coalesce_ns > 0) prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   bool coalescing = false;  // under load: read after a wait on the timer
   bool full = false;        // the last read filled the batch: read again at once
-  // The load window: when it began, and the CPU time the worker had used by then.
-  int64_t window_start = MonotonicNs();
-  int64_t window_cpu = ThreadCpuNs();
-  int loaded_windows = 0;  // consecutive windows with half a CPU used
+  LoadWindows load(MonotonicNs());
   while (!stopping_.load(std::memory_order_relaxed)) {
     for (int i = 0; i < kBatch; ++i) {
       w->in_msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_in);
       w->in_msgs[i].msg_hdr.msg_flags = 0;
     }
-    int n;
+    const bool waited = coalescing && !full;
+    if (waited) {
+      timespec wait{coalesce_ns / 1'000'000'000, coalesce_ns % 1'000'000'000};
+      clock_nanosleep(CLOCK_MONOTONIC, 0, &wait, nullptr);
+      counters.Bump(counters.udp_waits);
+    }
+    const int n =
+        recvmmsg(w->fd, w->in_msgs, kBatch, coalescing ? MSG_DONTWAIT : MSG_WAITFORONE, nullptr);
+    // One clock reading per batch, not per query: the batch's start, and the load's.
+    const int64_t start = MonotonicNs();
     if (coalescing) {
-      const bool waited = !full;
-      if (waited) {
-        timespec wait{coalesce_ns / 1'000'000'000, coalesce_ns % 1'000'000'000};
-        clock_nanosleep(CLOCK_MONOTONIC, 0, &wait, nullptr);
-        counters.Bump(counters.udp_waits);
-      }
-      n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_DONTWAIT, nullptr);
       // The load is gone when a wait brought fewer than kCoalesceStay queries, or a
       // read right after a full batch found none.
       if (n < kCoalesceStay && (waited || n <= 0)) {
         coalescing = false;
-        window_start = MonotonicNs();
-        window_cpu = ThreadCpuNs();
+        load.Restart(start);
       }
-    } else {
-      n = recvmmsg(w->fd, w->in_msgs, kBatch, MSG_WAITFORONE, nullptr);
-      if (coalesce_ns > 0) {
-        const int64_t now = MonotonicNs();
-        if (now - window_start >= kLoadWindowNs) {
-          const int64_t cpu = ThreadCpuNs();
-          loaded_windows = (cpu - window_cpu) * 2 >= now - window_start ? loaded_windows + 1 : 0;
-          coalescing = loaded_windows >= kLoadWindows;
-          if (coalescing) loaded_windows = 0;
-          window_start = now;
-          window_cpu = cpu;
-        }
-      }
+    } else if (coalesce_ns > 0) {
+      coalescing = load.Loaded(start);
     }
     if (n <= 0) {  // a timeout (to check stopping_), EINTR, or nothing to read
       full = false;
       continue;
     }
     full = n == kBatch;
-    // One clock reading and one snapshot check per batch, not per query.
-    const int64_t start = MonotonicNs();
     Refresh(&w->zone);
     counters.Bump(counters.queries_udp, static_cast<uint64_t>(n));
     // The batch's lookups, prefetched in two waves (index slots, then the records
