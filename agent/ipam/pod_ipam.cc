@@ -98,8 +98,10 @@ absl::StatusOr<Allocation> PodIpam::Allocate(const Allocation& request) {
     txn.compare.push_back(store::Compare::Absent(Key(a.ip)));
     txn.success.push_back(store::Op::Put(Key(a.ip), AllocationValue(a)));
     ASSIGN_OR_RETURN(store::TxnResult r, store_->Commit(txn));
-    cursor_ = *pick;
-    if (r.succeeded) return a;
+    if (r.succeeded) {
+      cursor_ = *pick;
+      return a;
+    }
     // Lost to another allocator, which walks the range as this one does: look on from
     // a random place, or the two stay in step and this one loses every round.
     cursor_ = absl::Uniform<uint64_t>(random_, 0, size);
