@@ -266,7 +266,7 @@ std::shared_ptr<const ServiceState> ServiceController::Build() {
   }
   dirty_endpoints_.clear();
 
-  // The last table with the changed entries replaced: the rest is shared.
+  // The last published table with the changed entries replaced: the rest is shared.
   std::vector<model::ServiceTable::Change> changes;
   changes.reserve(changed_.size());
   for (const std::string& key : changed_) {  // sorted, as With() wants them
@@ -277,10 +277,9 @@ std::shared_ptr<const ServiceState> ServiceController::Build() {
       changes.push_back({key, {svc->second, endpoints_.at(key)}});
     }
   }
-  table_ = table_.With(changes);
-
   auto state = std::make_shared<ServiceState>();
-  state->services = table_;
+  static const model::ServiceTable kNone;
+  state->services = (current_ ? current_->services : kNone).With(changes);
   state->changed.assign(changed_.begin(), changed_.end());
   state->full = full_;
   changed_.clear();

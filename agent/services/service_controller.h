@@ -106,7 +106,6 @@ class ServiceController {
   std::map<std::string, std::shared_ptr<const model::EndpointSet>> endpoints_;
   std::set<std::string> dirty_endpoints_;
   std::set<std::string> changed_;
-  model::ServiceTable table_;  // the last published
   bool full_ = true;
   // "<ns>\n<label>=<value>" -> service keys whose selector has that pair.
   absl::flat_hash_map<std::string, std::set<std::string>> selector_index_;
